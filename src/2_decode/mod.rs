@@ -1,0 +1,253 @@
+//! Stage 2, decode: the subject and every text part as UTF-8 text a reader sees.
+//!
+//! Each text part is re-decoded from its raw bytes (see [`transfer`] and
+//! [`charset`]) rather than trusted to the parser, because real mail lies about its
+//! encodings. HTML is reduced to its visible text ([`html`]). A message whose
+//! multipart structure is broken (trec06c strips boundaries) is read as one body.
+//! The total text per message is bounded so that a hostile message costs at most
+//! a fixed amount of work.
+
+pub mod charset;
+pub mod header;
+pub mod html;
+pub mod transfer;
+
+use crate::parse::Parsed;
+use crate::verdict::TextSource;
+use mail_parser::{HeaderName, Message, MessagePart, MimeHeaders, PartType};
+use transfer::TransferEncoding;
+
+/// Text parts decoded per message, at most.
+pub const MAX_PARTS: usize = 64;
+/// Bytes of decoded text per message, at most; the rest is not scanned.
+pub const MAX_TEXT_BYTES: usize = 1024 * 1024;
+
+/// One decoded text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedText {
+    /// Where it came from.
+    pub source: TextSource,
+    /// The text, UTF-8; HTML is already reduced to its visible text.
+    pub text: String,
+}
+
+/// Everything later stages read from a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// The decoded `Subject:` (empty when there is none).
+    pub subject: String,
+    /// The body's text parts, in message order.
+    pub texts: Vec<DecodedText>,
+    /// The `From:` header's first address, if any.
+    pub from: Option<String>,
+}
+
+impl Decoded {
+    /// The subject and the body texts, in that order, with their sources.
+    pub fn all_texts(&self) -> impl Iterator<Item = (TextSource, &str)> {
+        std::iter::once((TextSource::Subject, self.subject.as_str()))
+            .chain(self.texts.iter().map(|t| (t.source, t.text.as_str())))
+    }
+}
+
+/// Decodes a parsed message. Never fails: what cannot be decoded is skipped or read
+/// as it stands.
+pub fn decode(parsed: &Parsed<'_>) -> Decoded {
+    let mut out = Decoded::default();
+    let mut budget = MAX_TEXT_BYTES;
+    match &parsed.message {
+        Some(message) => {
+            let root = message.root_part();
+            out.subject = subject(message);
+            out.from = message
+                .from()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address.as_deref())
+                .map(str::to_string);
+            decode_parts(message, &mut out.texts, &mut budget, 0);
+            let is_multipart = matches!(root.body, PartType::Multipart(_));
+            if is_multipart && out.texts.iter().all(|t| t.text.trim().is_empty()) {
+                // Boundaries missing or never closed: read the body as it stands.
+                out.texts.clear();
+                let body = slice(message.raw_message(), root.offset_body, root.offset_end);
+                let body = if body.is_empty() {
+                    slice(message.raw_message(), root.offset_body, u32::MAX)
+                } else {
+                    body
+                };
+                push_text(
+                    &mut out.texts,
+                    &mut budget,
+                    body,
+                    None,
+                    TransferEncoding::Identity,
+                    false,
+                );
+            }
+        }
+        None => {
+            let raw = parsed.raw;
+            let body_start = memchr::memmem::find(raw, b"\n\n")
+                .map(|i| i + 2)
+                .or_else(|| memchr::memmem::find(raw, b"\r\n\r\n").map(|i| i + 4))
+                .unwrap_or(0);
+            push_text(
+                &mut out.texts,
+                &mut budget,
+                &raw[body_start..],
+                None,
+                TransferEncoding::Identity,
+                false,
+            );
+        }
+    }
+    out
+}
+
+fn subject(message: &Message<'_>) -> String {
+    let raw = message.raw_message();
+    message
+        .root_part()
+        .headers
+        .iter()
+        .find(|h| h.name == HeaderName::Subject)
+        .map(|h| header::decode(slice(raw, h.offset_start, h.offset_end)))
+        .unwrap_or_default()
+}
+
+/// Decodes the parts a reader sees: the HTML alternative where there is one, the
+/// plain text otherwise, and nested messages (bounded by the parser's own depth
+/// limit on encapsulated messages).
+fn decode_parts(
+    message: &Message<'_>,
+    texts: &mut Vec<DecodedText>,
+    budget: &mut usize,
+    depth: usize,
+) {
+    let ids = if message.html_body.is_empty() {
+        &message.text_body
+    } else {
+        &message.html_body
+    };
+    let raw = message.raw_message();
+    for &id in ids {
+        let Some(part) = message.parts.get(id as usize) else {
+            continue;
+        };
+        if texts.len() >= MAX_PARTS || *budget == 0 {
+            return;
+        }
+        let html = matches!(part.body, PartType::Html(_));
+        if matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
+            let body = slice(raw, part.offset_body, part.offset_end);
+            let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
+            let cte = transfer_encoding(part);
+            push_text(texts, budget, body, charset, cte, html);
+        }
+    }
+    if depth < 3 {
+        for part in &message.parts {
+            if let PartType::Message(nested) = &part.body {
+                decode_parts(nested, texts, budget, depth + 1);
+            }
+        }
+    }
+}
+
+fn transfer_encoding(part: &MessagePart<'_>) -> TransferEncoding {
+    part.content_transfer_encoding()
+        .map_or(TransferEncoding::Identity, TransferEncoding::from_header)
+}
+
+fn push_text(
+    texts: &mut Vec<DecodedText>,
+    budget: &mut usize,
+    body: &[u8],
+    charset_label: Option<&str>,
+    cte: TransferEncoding,
+    html: bool,
+) {
+    let bytes = transfer::decode(body, cte);
+    let bytes = &bytes[..bytes.len().min(*budget)];
+    let text = charset::decode(bytes, charset_label);
+    let text = if html {
+        html::visible_text(&text)
+    } else {
+        text.into_owned()
+    };
+    *budget = budget.saturating_sub(text.len());
+    texts.push(DecodedText {
+        source: if html {
+            TextSource::Html
+        } else {
+            TextSource::Text
+        },
+        text,
+    });
+}
+
+/// `raw[start..end]`, clamped to the buffer: offsets from a parser are not trusted.
+fn slice(raw: &[u8], start: u32, end: u32) -> &[u8] {
+    let end = (end as usize).min(raw.len());
+    let start = (start as usize).min(end);
+    &raw[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse;
+
+    fn texts(raw: &[u8]) -> Decoded {
+        decode(&parse(raw))
+    }
+
+    #[test]
+    fn plain_gbk_base64_part() {
+        let d = texts(
+            b"Subject: =?gb2312?B?w+K30Q==?=\r\nContent-Type: text/plain; charset=gb2312\r\n\
+              Content-Transfer-Encoding: base64\r\n\r\nw+K30Q==\r\n",
+        );
+        assert_eq!(d.subject, "免费");
+        assert_eq!(d.texts.len(), 1);
+        assert_eq!(d.texts[0].text.trim(), "免费");
+    }
+
+    #[test]
+    fn base64_label_over_plain_gbk() {
+        let d = texts(
+            b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+              \xb4\xfa\xbf\xaa\xb7\xa2\xc6\xb1\xa3\xac\xd3\xc5\xbb\xdd\xb6\xe0\xb6\xe0\r\n",
+        );
+        assert_eq!(d.texts[0].text.trim(), "代开发票，优惠多多");
+    }
+
+    #[test]
+    fn multipart_without_boundaries_is_read_whole() {
+        let d = texts(
+            b"Content-Type: multipart/alternative;\r\n\tboundary=\"==X==\"\r\n\r\n\
+              \xb4\xfa\xbf\xaa\xb7\xa2\xc6\xb1\r\n",
+        );
+        assert!(d.texts.iter().any(|t| t.text.contains("代开发票")), "{d:?}");
+    }
+
+    #[test]
+    fn html_alternative_is_preferred() {
+        let d = texts(
+            b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\
+              Content-Type: text/plain\r\n\r\nplain\r\n--b\r\nContent-Type: text/html\r\n\r\n\
+              <p>rich <b>text</b></p>\r\n--b--\r\n",
+        );
+        assert_eq!(d.texts.len(), 1);
+        assert_eq!(d.texts[0].source, TextSource::Html);
+        assert!(d.texts[0].text.contains("rich text"));
+    }
+
+    #[test]
+    fn garbage_is_not_lost() {
+        let d = texts(b"\xff\xfe\x00\x01 junk");
+        assert_eq!(d.texts.len(), 1);
+        let d = texts(b"");
+        assert!(d.texts.iter().all(|t| t.text.is_empty()));
+    }
+}

@@ -1,0 +1,148 @@
+//! Stage 5, segment: decide whether a Chinese keyword hit is a real word.
+//!
+//! Chinese has no spaces, so a substring match over-counts: 电影 is in 电影院
+//! (cinema), 基金 in 基金会 (foundation), 成功 in 成功率. jieba's dictionary-based
+//! segmentation tells them apart. It is the most expensive stage (about 50 MB/s),
+//! so only a short window of Han text around each hit is segmented, never the whole
+//! message. The dictionary takes ~100 ms to load, so it is built on a background
+//! thread when the engine is made and waited for only at the first Chinese hit.
+
+use crate::keywords::{KeywordSet, is_han};
+use jieba_rs::Jieba;
+use std::sync::{Arc, OnceLock};
+
+/// Characters of context segmented either side of a hit.
+pub const WINDOW_CHARS: usize = 24;
+
+/// A shared jieba instance that knows every Chinese keyword.
+#[derive(Clone)]
+pub struct Segmenter {
+    jieba: Arc<OnceLock<Jieba>>,
+}
+
+impl std::fmt::Debug for Segmenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segmenter")
+            .field("ready", &self.jieba.get().is_some())
+            .finish()
+    }
+}
+
+impl Segmenter {
+    /// Starts loading the dictionary on a background thread and returns at once.
+    pub fn new(keywords: &KeywordSet) -> Segmenter {
+        let cell = Arc::new(OnceLock::new());
+        let words: Vec<String> = keywords
+            .keywords
+            .iter()
+            .filter(|k| k.is_cjk())
+            .map(|k| k.normalised.clone())
+            .collect();
+        let filler = Arc::clone(&cell);
+        let spawned = std::thread::Builder::new()
+            .name("chaff-jieba".into())
+            .spawn(move || {
+                filler.get_or_init(|| build(&words));
+            });
+        if spawned.is_err() {
+            // No thread to spare: build it now.
+            let words: Vec<String> = keywords
+                .keywords
+                .iter()
+                .map(|k| k.normalised.clone())
+                .collect();
+            cell.get_or_init(|| build(&words));
+        }
+        Segmenter { jieba: cell }
+    }
+
+    /// Waits for the dictionary (only the first call can wait).
+    fn jieba(&self) -> &Jieba {
+        self.jieba.wait()
+    }
+
+    /// Is `text[start..end]` made of whole words in jieba's segmentation of the Han
+    /// text around it? Boundaries with non-Han text always count as word boundaries.
+    pub fn is_word(&self, text: &str, start: usize, end: usize, cache: &mut WindowCache) -> bool {
+        let (ws, we) = window(text, start, end);
+        if cache.range != (ws, we) || cache.text_id != text.as_ptr() as usize {
+            cache.range = (ws, we);
+            cache.text_id = text.as_ptr() as usize;
+            cache.boundaries.clear();
+            cache.boundaries.push(ws);
+            for token in self.jieba().cut(&text[ws..we], false) {
+                cache.boundaries.push(ws + token.byte_end);
+            }
+        }
+        let at = |b: usize| b <= ws || b >= we || cache.boundaries.binary_search(&b).is_ok();
+        at(start) && at(end)
+    }
+}
+
+/// The last window segmented, reused for the next hit in the same window.
+#[derive(Debug, Default)]
+pub struct WindowCache {
+    text_id: usize,
+    range: (usize, usize),
+    boundaries: Vec<usize>,
+}
+
+fn build(words: &[String]) -> Jieba {
+    let mut jieba = Jieba::new();
+    for w in words {
+        if w.chars().all(is_han) && !jieba.has_word(w) {
+            jieba.add_word(w, None, None);
+        }
+    }
+    jieba
+}
+
+/// The Han run around `[start, end)`, at most [`WINDOW_CHARS`] either side.
+fn window(text: &str, start: usize, end: usize) -> (usize, usize) {
+    let mut ws = start;
+    for (n, (i, c)) in text[..start].char_indices().rev().enumerate() {
+        if n >= WINDOW_CHARS || !is_han(c) {
+            break;
+        }
+        ws = i;
+    }
+    let mut we = end;
+    for (n, (i, c)) in text[end..].char_indices().enumerate() {
+        if n >= WINDOW_CHARS || !is_han(c) {
+            break;
+        }
+        we = end + i + c.len_utf8();
+    }
+    (ws, we)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg() -> Segmenter {
+        Segmenter::new(&KeywordSet::embedded())
+    }
+
+    fn word(s: &Segmenter, text: &str, kw: &str) -> bool {
+        let start = text.find(kw).unwrap();
+        s.is_word(text, start, start + kw.len(), &mut WindowCache::default())
+    }
+
+    #[test]
+    fn words_inside_longer_words_are_not_hits() {
+        let s = seg();
+        assert!(!word(&s, "我们周末去电影院看看", "电影"));
+        assert!(!word(&s, "他在慈善基金会工作", "基金"));
+        assert!(word(&s, "免费看电影", "电影"));
+        assert!(word(&s, "本公司代开发票", "代开"));
+        assert!(word(&s, "购买股票基金", "基金"));
+    }
+
+    #[test]
+    fn non_han_neighbours_are_boundaries() {
+        let s = seg();
+        assert!(word(&s, "free免费!", "免费"));
+        assert!(word(&s, "免费", "免费"));
+    }
+}

@@ -1,0 +1,31 @@
+//! `chaff check-config FILE`: validate a configuration before deploying it.
+
+use super::CliError;
+use chaff::Engine;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `chaff check-config`.
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The configuration file.
+    pub file: PathBuf,
+}
+
+/// Loads the file and builds an engine from it; prints a summary.
+pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
+    let config = chaff::Config::load(&args.file)?;
+    let engine = Engine::new(&config)?;
+    let kw = engine.keywords();
+    println!(
+        "{}: ok — {} keywords in {} categories ({}); quarantine at {}, reject at {} with `{}`",
+        args.file.display(),
+        kw.keywords.len(),
+        kw.categories.len(),
+        kw.categories.join(", "),
+        config.thresholds.quarantine,
+        config.thresholds.reject,
+        config.reject_reply
+    );
+    Ok(ExitCode::SUCCESS)
+}

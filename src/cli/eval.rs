@@ -1,0 +1,154 @@
+//! `chaff eval`: accuracy and speed on TREC-style labelled index files.
+
+use super::output::Format;
+use super::{CliError, engine, progress};
+use chaff::eval::{Confusion, fpr_at_recall, recall_at_fpr, roc_auc};
+use chaff::input::index;
+use chaff::ordered::Ordered;
+use chaff::{Action, Envelope};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Arguments of `chaff eval`.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A configuration file (default: the embedded defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Worker threads (0: one per core).
+    #[arg(long, short, default_value_t = 0)]
+    pub jobs: usize,
+    /// Index files: lines of `spam PATH` or `ham PATH`, relative to the index.
+    #[arg(required = true)]
+    pub indexes: Vec<PathBuf>,
+}
+
+/// The figures of one evaluation run.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Messages scored.
+    pub messages: u64,
+    /// Spam flagged.
+    pub tp: u64,
+    /// Ham flagged.
+    pub fp: u64,
+    /// Ham delivered.
+    pub tn: u64,
+    /// Spam delivered.
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+    /// Share of spam flagged.
+    pub spam_recall: f64,
+    /// Share of ham flagged.
+    pub ham_fpr: f64,
+    /// Share of flagged that is spam.
+    pub precision: f64,
+    /// ROC area under the curve of the scores.
+    pub auc: f64,
+    /// Spam recall at 0.1 % ham false positives (best threshold).
+    pub recall_at_0_1pct_fpr: f64,
+    /// Ham false positives at 99 % spam recall (best threshold).
+    pub fpr_at_99pct_recall: f64,
+    /// Messages that could not be read.
+    pub unreadable: u64,
+    /// Throughput, reading included.
+    pub msgs_per_sec: f64,
+}
+
+/// Scans every labelled message and prints the report.
+pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
+    let engine = engine(args.config.as_deref())?;
+    let mut labelled = Vec::new();
+    for idx in &args.indexes {
+        labelled.extend(index::read(idx)?);
+    }
+    let ordered = Ordered::new(args.jobs)?;
+    let bar = progress(Some(labelled.len() as u64));
+    let envelope = Envelope::default();
+    let mut confusion = Confusion::default();
+    let mut scored = Vec::with_capacity(labelled.len());
+    let mut unreadable = 0u64;
+    let started = Instant::now();
+    ordered.run(
+        labelled,
+        |item| {
+            let result = std::fs::read(&item.path).map(|raw| engine.scan(&raw, &envelope));
+            (item, result.map(|v| (v.score, v.action != Action::Deliver)))
+        },
+        |(item, result)| {
+            bar.inc(1);
+            match result {
+                Ok((score, flagged)) => {
+                    confusion.add(item.spam, flagged);
+                    scored.push((score, item.spam));
+                }
+                Err(e) => {
+                    unreadable += 1;
+                    eprintln!("chaff: {}: {e}", item.path.display());
+                }
+            }
+        },
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let report = Report {
+        messages: confusion.total(),
+        tp: confusion.tp,
+        fp: confusion.fp,
+        tn: confusion.tn,
+        fn_: confusion.fn_,
+        spam_recall: confusion.spam_recall(),
+        ham_fpr: confusion.ham_fpr(),
+        precision: confusion.precision(),
+        auc: roc_auc(&scored),
+        recall_at_0_1pct_fpr: recall_at_fpr(&scored, 0.001),
+        fpr_at_99pct_recall: fpr_at_recall(&scored, 0.99),
+        unreadable,
+        msgs_per_sec: if elapsed > 0.0 {
+            (confusion.total() + unreadable) as f64 / elapsed
+        } else {
+            0.0
+        },
+    };
+    print_report(args.format, &report)?;
+    Ok(if unreadable > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Prints a report as text or one JSON object.
+pub fn print_report(format: Format, r: &Report) -> Result<(), CliError> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(r)?),
+        Format::Text => {
+            let pct = |x: f64| format!("{:.2} %", x * 100.0);
+            println!("messages          {}", r.messages);
+            println!(
+                "TP / FP / TN / FN {} / {} / {} / {}",
+                r.tp, r.fp, r.tn, r.fn_
+            );
+            println!("spam recall       {}", pct(r.spam_recall));
+            println!("ham FP rate       {}", pct(r.ham_fpr));
+            println!("precision         {}", pct(r.precision));
+            println!(
+                "ROC AUC           {:.4}  (1-AUC {:.3} %)",
+                r.auc,
+                (1.0 - r.auc) * 100.0
+            );
+            println!("recall @0.1% FPR  {}", pct(r.recall_at_0_1pct_fpr));
+            println!("FPR @99% recall   {}", pct(r.fpr_at_99pct_recall));
+            if r.unreadable > 0 {
+                println!("unreadable        {}", r.unreadable);
+            }
+            println!("messages/s        {:.0}", r.msgs_per_sec);
+        }
+    }
+    Ok(())
+}

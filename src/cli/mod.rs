@@ -1,0 +1,44 @@
+//! The subcommands of the `chaff` binary, one module each, and what they share.
+
+pub mod check;
+pub mod eval;
+pub mod output;
+pub mod score;
+
+use chaff::{Config, Engine};
+use std::path::Path;
+
+/// An error that ends a command, shown as `chaff: MESSAGE` with exit status 2.
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The config file if one is given, else the embedded defaults.
+pub fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    })
+}
+
+/// Builds the engine for a command.
+pub fn engine(config: Option<&Path>) -> Result<Engine, CliError> {
+    Ok(Engine::new(&load_config(config)?)?)
+}
+
+/// A progress bar on stderr, shown only when stderr is a terminal.
+pub fn progress(len: Option<u64>) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} {pos}/{len} messages {per_sec} [{elapsed_precise}] {wide_bar}",
+    );
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,233 @@
+//! The engine: every stage wired together behind one call, built once and shared.
+//!
+//! An [`Engine`] owns what is expensive to build (the keyword automaton, the jieba
+//! dictionary, the configured parser) and nothing that changes per message, so one
+//! engine serves every thread (`Send + Sync`). Per-thread scratch buffers keep the
+//! hot path free of allocation churn.
+
+use crate::config::Config;
+use crate::decode::{self, Decoded};
+use crate::error::Error;
+use crate::keywords::KeywordSet;
+use crate::matching::{Matcher, Occurrence};
+use crate::normalise::{Normalised, normalise_into};
+use crate::parse::Parser;
+use crate::score::{self, Found};
+use crate::segment::{Segmenter, WindowCache};
+use crate::verdict::{Envelope, Location, Verdict};
+use crate::{route, verdict::TextSource};
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Characters of context shown either side of a hit in [`Location::excerpt`].
+const EXCERPT_CONTEXT: usize = 8;
+
+/// The filter, built from a [`Config`]. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    parser: ParserHandle,
+    keywords: KeywordSet,
+    matcher: Matcher,
+    segmenter: Segmenter,
+}
+
+/// mail-parser's configured parser has no `Debug`; this wrapper gives it one.
+struct ParserHandle(Parser);
+
+impl std::fmt::Debug for ParserHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Parser")
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    normalised: Normalised,
+    occurrences: Vec<Occurrence>,
+    window: WindowCache,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl Engine {
+    /// Builds an engine: loads the keyword lists the config names and compiles
+    /// them. The jieba dictionary loads in the background (see [`crate::segment`]).
+    pub fn new(config: &Config) -> Result<Engine, Error> {
+        let keywords = KeywordSet::load(&config.keywords)?;
+        Engine::with_keywords(config, keywords)
+    }
+
+    /// Builds an engine over an explicit keyword set (the config's keyword sources
+    /// are ignored).
+    pub fn with_keywords(config: &Config, keywords: KeywordSet) -> Result<Engine, Error> {
+        let matcher = Matcher::new(&keywords)?;
+        let segmenter = Segmenter::new(&keywords);
+        Ok(Engine {
+            config: config.clone(),
+            parser: ParserHandle(Parser::default()),
+            keywords,
+            matcher,
+            segmenter,
+        })
+    }
+
+    /// The configuration this engine was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The keyword lists in force.
+    pub fn keywords(&self) -> &KeywordSet {
+        &self.keywords
+    }
+
+    /// Scans one message (raw RFC 822 bytes) sent with `envelope`. Never fails and
+    /// never panics on any input: malformed mail is scored as well as it can be.
+    pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Verdict {
+        if let Some((action, reply, reason)) = route::pre_scan(&self.config, envelope, raw.len()) {
+            return Verdict {
+                action,
+                score: 0.0,
+                reply,
+                reason,
+                hits: Vec::new(),
+            };
+        }
+        let decoded = self.decode(raw);
+        let found = self.find(&decoded);
+        let (score, hits) = score::score(&found, &self.keywords, &self.config.scoring);
+        let (action, reply, reason) = route::route(&self.config, envelope, score);
+        Verdict {
+            action,
+            score,
+            reply,
+            reason,
+            hits,
+        }
+    }
+
+    /// Stages 1 and 2: parse and decode. A panic in the parser (a bug in a
+    /// dependency) must not lose the message: it is then read as plain text.
+    pub fn decode(&self, raw: &[u8]) -> Decoded {
+        let parsed = catch_unwind(AssertUnwindSafe(|| {
+            decode::decode(&self.parser.0.parse(raw))
+        }));
+        parsed.unwrap_or_else(|_| decode::decode(&crate::parse::Parsed { raw, message: None }))
+    }
+
+    /// Stages 3 to 5: normalise each text, match the keywords and keep the
+    /// occurrences that are words, located in the decoded text.
+    pub fn find(&self, decoded: &Decoded) -> Vec<Found> {
+        SCRATCH.with(|scratch| {
+            let mut guard = scratch.borrow_mut();
+            let Scratch {
+                normalised,
+                occurrences,
+                window,
+            } = &mut *guard;
+            let mut found = Vec::new();
+            for (part, (source, text)) in decoded.all_texts().enumerate() {
+                if text.is_empty() {
+                    continue;
+                }
+                normalise_into(text, normalised);
+                occurrences.clear();
+                self.matcher.find_into(&normalised.text, occurrences);
+                for occ in occurrences.iter() {
+                    let (s, e) = (occ.start as usize, occ.end as usize);
+                    let Some(keyword) = self.keywords.keywords.get(occ.keyword as usize) else {
+                        continue;
+                    };
+                    if keyword.is_cjk() && !self.segmenter.is_word(&normalised.text, s, e, window) {
+                        continue;
+                    }
+                    let range = normalised.source_range(text, s, e);
+                    found.push(Found {
+                        keyword: occ.keyword,
+                        location: Location {
+                            source,
+                            part: if source == TextSource::Subject {
+                                0
+                            } else {
+                                part - 1
+                            },
+                            offset: range.start,
+                            excerpt: excerpt(text, range),
+                        },
+                    });
+                }
+            }
+            found
+        })
+    }
+}
+
+/// The hit as it stands in the decoded text with a little context, on one line.
+fn excerpt(text: &str, range: std::ops::Range<usize>) -> String {
+    let start = text[..range.start]
+        .char_indices()
+        .rev()
+        .nth(EXCERPT_CONTEXT - 1)
+        .map_or(0, |(i, _)| i);
+    let end = text[range.end..]
+        .char_indices()
+        .nth(EXCERPT_CONTEXT)
+        .map_or(text.len(), |(i, _)| range.end + i);
+    text[start..end]
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Action;
+
+    fn engine() -> Engine {
+        Engine::new(&Config::default()).unwrap()
+    }
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Engine>();
+    }
+
+    #[test]
+    fn spam_is_flagged_and_explained() {
+        let raw = "Subject: =?utf-8?B?5Luj5byA5Y+R56Wo?=\r\n\r\n代开发票，优惠特价，免 费咨询，赚钱发财！\r\n";
+        let v = engine().scan(raw.as_bytes(), &Envelope::default());
+        assert_ne!(v.action, Action::Deliver, "{v:?}");
+        let daikai = v.hits.iter().find(|h| h.keyword == "代开").unwrap();
+        assert_eq!(daikai.count, 2);
+        assert_eq!(daikai.category, "money");
+        let mianfei = v.hits.iter().find(|h| h.keyword == "免费").unwrap();
+        assert!(
+            mianfei.locations[0].excerpt.contains("免 费"),
+            "{mianfei:?}"
+        );
+    }
+
+    #[test]
+    fn ham_with_lookalike_words_is_delivered() {
+        let raw = "Subject: meeting\r\n\r\n周末一起去电影院吗？基金会的活动也很成功率高。\r\n";
+        let v = engine().scan(raw.as_bytes(), &Envelope::default());
+        assert_eq!(v.action, Action::Deliver);
+        assert!(
+            v.hits
+                .iter()
+                .all(|h| h.keyword != "电影" && h.keyword != "基金"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn excerpts_keep_context() {
+        assert_eq!(excerpt("0123456789abcdefghij", 10..11), "23456789abcdefghi");
+        assert_eq!(excerpt("免费", 0..6), "免费");
+    }
+}

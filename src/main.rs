@@ -1,0 +1,45 @@
+//! The `chaff` command: score mail offline, evaluate on labelled corpora, check a
+//! configuration.
+
+use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
+use std::process::ExitCode;
+
+mod cli;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+/// chaff: an explainable anti-spam content filter for Chinese and English mail.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score messages: files, directories, Maildirs, mbox files, or `-` for stdin.
+    Score(cli::score::ScoreArgs),
+    /// Measure accuracy and speed on TREC-style labelled index files.
+    Eval(cli::eval::EvalArgs),
+    /// Check a configuration file (and the keyword lists it names).
+    CheckConfig(cli::check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Score(a) => cli::score::run(a),
+        Command::Eval(a) => cli::eval::run(a),
+        Command::CheckConfig(a) => cli::check::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chaff: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

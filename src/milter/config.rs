@@ -1,0 +1,224 @@
+//! The `[milter]` and `[accounts]` tables of `chaff.toml`.
+//!
+//! They live beside the service they configure; the engine's `Config` embeds them
+//! so one file configures everything. Values are checked when the service starts or
+//! reloads ([`MilterConfig::check`], [`AccountsConfig::check`]), so a bad value is
+//! refused with the field named, and a reload keeps the old configuration.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// What the milter answers when chaff cannot decide (the scan failed or timed out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    /// Let the message through and log the error (the default: a filter fault
+    /// should not stop mail).
+    #[default]
+    Accept,
+    /// Ask the client to retry later (4xx).
+    Tempfail,
+    /// Refuse the message with the MTA's default 5xx.
+    Reject,
+}
+
+impl Fallback {
+    /// The lowercase name used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::Accept => "accept",
+            Fallback::Tempfail => "tempfail",
+            Fallback::Reject => "reject",
+        }
+    }
+}
+
+/// Settings of the milter service (`[milter]` in `chaff.toml`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MilterConfig {
+    /// Where to listen when `--listen` is not given: `inet:HOST:PORT` or `unix:PATH`.
+    pub listen: Option<String>,
+    /// Where to serve Prometheus metrics when `--metrics` is not given: `HOST:PORT`.
+    pub metrics: Option<String>,
+    /// Name of the header carrying the score on delivered mail.
+    pub score_header: String,
+    /// Name of the header carrying the status and top hits on delivered mail.
+    pub status_header: String,
+    /// How many hits the status header lists, strongest first.
+    pub status_hits: usize,
+    /// The answer when chaff cannot decide: `accept` (default), `tempfail`, `reject`.
+    pub fallback: Fallback,
+    /// Longest a scan may take before the fallback answer is given, in milliseconds.
+    pub scan_timeout_ms: u64,
+    /// Longest wait for the MTA's next packet, in seconds. Postfix keeps a milter
+    /// connection open for a whole SMTP session, so this is above its `smtpd_timeout`.
+    pub read_timeout_secs: u64,
+    /// Longest wait to send an answer, in seconds.
+    pub write_timeout_secs: u64,
+    /// On SIGTERM, longest wait for in-flight messages, in seconds.
+    pub drain_timeout_secs: u64,
+    /// Largest milter packet accepted, in bytes; a larger one drops the connection.
+    pub max_packet_size: usize,
+    /// Most MTA connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Threads that scan messages (0: one per CPU).
+    pub scan_threads: usize,
+    /// Permissions of a `unix:` socket (TOML accepts octal: `0o660`).
+    pub socket_mode: u32,
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        MilterConfig {
+            listen: None,
+            metrics: None,
+            score_header: "X-Spam-Score".into(),
+            status_header: "X-Spam-Status".into(),
+            status_hits: 5,
+            fallback: Fallback::Accept,
+            scan_timeout_ms: 10_000,
+            read_timeout_secs: 360,
+            write_timeout_secs: 30,
+            drain_timeout_secs: 30,
+            max_packet_size: super::protocol::DEFAULT_MAX_PACKET,
+            max_connections: 1024,
+            scan_threads: 0,
+            socket_mode: 0o660,
+        }
+    }
+}
+
+/// True for a usable header field name: printable ASCII without `:` or space.
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b':')
+}
+
+impl MilterConfig {
+    /// Checks the values; on error returns the offending field (`milter.x`) and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !is_header_name(&self.score_header) {
+            return Err((
+                "milter.score_header",
+                format!("`{}` is not a header name", self.score_header),
+            ));
+        }
+        if !is_header_name(&self.status_header) {
+            return Err((
+                "milter.status_header",
+                format!("`{}` is not a header name", self.status_header),
+            ));
+        }
+        if self.score_header.eq_ignore_ascii_case(&self.status_header) {
+            return Err((
+                "milter.status_header",
+                "must differ from milter.score_header".into(),
+            ));
+        }
+        let positive = [
+            ("milter.scan_timeout_ms", self.scan_timeout_ms),
+            ("milter.read_timeout_secs", self.read_timeout_secs),
+            ("milter.write_timeout_secs", self.write_timeout_secs),
+            ("milter.max_connections", self.max_connections as u64),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err((field, "must be greater than 0".into()));
+            }
+        }
+        if self.max_packet_size < super::protocol::MIN_MAX_PACKET {
+            return Err((
+                "milter.max_packet_size",
+                format!(
+                    "must be at least {} (the MTA's body chunk)",
+                    super::protocol::MIN_MAX_PACKET
+                ),
+            ));
+        }
+        if self.socket_mode > 0o777 {
+            return Err(("milter.socket_mode", "must be at most 0o777".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Locking of accounts that send spam (`[accounts]` in `chaff.toml`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// Rejected messages within `window_secs` that lock an account (0: never lock).
+    pub lock_after: u32,
+    /// The sliding window, in seconds.
+    pub window_secs: u64,
+    /// The lock store (a redb file). A relative path is taken from the
+    /// configuration file's directory.
+    pub db: PathBuf,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            lock_after: 5,
+            window_secs: 3600,
+            db: PathBuf::from("/var/lib/chaff/accounts.redb"),
+        }
+    }
+}
+
+impl AccountsConfig {
+    /// Checks the values; on error returns the offending field and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.lock_after > 0 && self.window_secs == 0 {
+            return Err((
+                "accounts.window_secs",
+                "must be greater than 0 when lock_after is set".into(),
+            ));
+        }
+        if self.db.as_os_str().is_empty() {
+            return Err(("accounts.db", "must name a file".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(MilterConfig::default().check(), Ok(()));
+        assert_eq!(AccountsConfig::default().check(), Ok(()));
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let c = MilterConfig {
+            score_header: "X Spam".into(),
+            ..MilterConfig::default()
+        };
+        assert_eq!(c.check().unwrap_err().0, "milter.score_header");
+        let c = MilterConfig {
+            max_packet_size: 100,
+            ..MilterConfig::default()
+        };
+        assert_eq!(c.check().unwrap_err().0, "milter.max_packet_size");
+        let a = AccountsConfig {
+            window_secs: 0,
+            ..AccountsConfig::default()
+        };
+        assert_eq!(a.check().unwrap_err().0, "accounts.window_secs");
+    }
+
+    #[test]
+    fn tables_deserialise_with_defaults_and_refuse_unknown_fields() {
+        let m: MilterConfig =
+            toml::from_str("fallback = \"tempfail\"\nsocket_mode = 0o600\n").unwrap();
+        assert_eq!(m.fallback, Fallback::Tempfail);
+        assert_eq!(m.socket_mode, 0o600);
+        assert_eq!(m.score_header, "X-Spam-Score");
+        assert!(toml::from_str::<MilterConfig>("nope = 1").is_err());
+        let a: AccountsConfig = toml::from_str("db = \"locks.redb\"").unwrap();
+        assert_eq!(a.lock_after, 5);
+    }
+}
