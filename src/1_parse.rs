@@ -34,12 +34,26 @@ impl Default for Parser {
 }
 
 impl Parser {
-    /// Parses raw message bytes. Never fails: see [`Parsed::message`].
+    /// Parses raw message bytes. Never fails: see [`Parsed::message`]. A leading
+    /// mbox envelope line (`From sender date`), which is not a header, is skipped.
     pub fn parse<'a>(&self, raw: &'a [u8]) -> Parsed<'a> {
+        let raw = skip_envelope_line(raw);
         Parsed {
             raw,
             message: self.inner.parse(raw),
         }
+    }
+}
+
+/// Skips an mbox `From ` line: files saved one message each often keep it.
+fn skip_envelope_line(raw: &[u8]) -> &[u8] {
+    if raw.starts_with(b"From ") {
+        match memchr::memchr(b'\n', raw) {
+            Some(i) => &raw[i + 1..],
+            None => &[],
+        }
+    } else {
+        raw
     }
 }
 
@@ -57,6 +71,12 @@ mod tests {
         let p = parse(b"Subject: hi\r\n\r\nbody\r\n");
         let m = p.message.expect("parsed");
         assert_eq!(m.subject(), Some("hi"));
+    }
+
+    #[test]
+    fn skips_an_mbox_envelope_line() {
+        let p = parse(b"From a@b.c Mon Jan  1 00:00:00 2024\nSubject: hi\n\nbody\n");
+        assert_eq!(p.message.expect("parsed").subject(), Some("hi"));
     }
 
     #[test]

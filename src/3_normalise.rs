@@ -111,7 +111,7 @@ pub fn normalise_into(source: &str, out: &mut Normalised) {
         source
     };
     let mut w = Writer {
-        text: std::mem::take(&mut out.text).into_bytes(),
+        text: std::mem::take(&mut out.text),
         origin: std::mem::take(&mut out.origin),
         last: Kind::Start,
         after_han: false,
@@ -129,13 +129,21 @@ pub fn normalise_into(source: &str, out: &mut Normalised) {
     while i < n {
         let b = src[i];
         if b < 0x80 {
+            if w.can_bulk() {
+                let j = ascii_bulk_end(src, i, w.text.as_bytes().last() == Some(&b' '));
+                if j > i {
+                    w.bulk(source, i, j);
+                    i = j;
+                    continue;
+                }
+            }
             match ASCII_CLASS[b as usize] {
                 C_ALNUM => {
                     let mut j = i + 1;
                     while j < n && ASCII_CLASS[src[j] as usize] == C_ALNUM {
                         j += 1;
                     }
-                    w.ascii_run(&src[i..j], i);
+                    w.ascii_run(source, i, j);
                     i = j;
                 }
                 C_SPACE => {
@@ -150,17 +158,10 @@ pub fn normalise_into(source: &str, out: &mut Normalised) {
             }
             continue;
         }
-        if (0xE4..=0xE9).contains(&b) {
-            if let Some(cp) = han3(src, i) {
-                w.han_first(cp, i, t2s);
-                i += 3;
-                // Tight loop over the rest of a run of plain ideographs.
-                while let Some(cp) = han3(src, i) {
-                    w.han_push(cp, i, t2s);
-                    i += 3;
-                }
-                continue;
-            }
+        if (0xE4..=0xE9).contains(&b) && han3(src, i).is_some() {
+            w.before_han();
+            i = w.han_run(source, i, t2s);
+            continue;
         }
         let Some(c) = source.get(i..).and_then(|t| t.chars().next()) else {
             break;
@@ -169,16 +170,8 @@ pub fn normalise_into(source: &str, out: &mut Normalised) {
         i += c.len_utf8();
     }
     w.join_boundary();
+    out.text = w.text;
     out.origin = w.origin;
-    match String::from_utf8(w.text) {
-        Ok(text) => out.text = text,
-        Err(_) => {
-            // Unreachable: every push is a whole UTF-8 char. Keep the invariants anyway.
-            debug_assert!(false, "normalise produced invalid UTF-8");
-            out.text.clear();
-            out.origin.clear();
-        }
-    }
 }
 
 /// Convenience: normalise a keyword or short string, returning just the text.
@@ -188,6 +181,44 @@ pub fn normalise(source: &str) -> String {
     out.text
 }
 
+/// End of the longest stretch of ASCII starting at `i` that needs no per-token
+/// work: words of two or more letters or digits (any case), ASCII punctuation, and
+/// single spaces (not following a space, `after_space` telling whether the output
+/// already ends with one). Stops before a single-letter word, any whitespace other
+/// than a lone space, a control char or a non-ASCII byte.
+#[inline]
+fn ascii_bulk_end(src: &[u8], i: usize, after_space: bool) -> usize {
+    let n = src.len();
+    let mut j = i;
+    let mut prev_space = after_space;
+    while j < n {
+        let b = src[j];
+        match ASCII_CLASS[b as usize] {
+            C_ALNUM => {
+                let start = j;
+                j += 1;
+                while j < n && ASCII_CLASS[src[j] as usize] == C_ALNUM {
+                    j += 1;
+                }
+                if j - start == 1 && b.is_ascii_alphabetic() {
+                    return start;
+                }
+                prev_space = false;
+            }
+            C_PUNCT => {
+                j += 1;
+                prev_space = false;
+            }
+            C_SPACE if b == b' ' && !prev_space => {
+                j += 1;
+                prev_space = true;
+            }
+            _ => return j,
+        }
+    }
+    j
+}
+
 /// The code point of the 3-byte char at `i` if it is a CJK unified ideograph in
 /// U+4E00–U+9FFF (lead bytes E4–E9).
 #[inline(always)]
@@ -195,7 +226,8 @@ fn han3(src: &[u8], i: usize) -> Option<u32> {
     let &[b0, b1, b2] = src.get(i..i + 3)? else {
         return None;
     };
-    if !(0xE4..=0xE9).contains(&b0) || b1 & 0xC0 != 0x80 || b2 & 0xC0 != 0x80 {
+    // `src` is valid UTF-8, so a lead byte E4–E9 is followed by two continuation bytes.
+    if !(0xE4..=0xE9).contains(&b0) {
         return None;
     }
     let cp = ((b0 as u32 & 0x0F) << 12) | ((b1 as u32 & 0x3F) << 6) | (b2 as u32 & 0x3F);
@@ -205,11 +237,46 @@ fn han3(src: &[u8], i: usize) -> Option<u32> {
 const HAN_FIRST: u32 = 0x4E00;
 const HAN_LAST: u32 = 0x9FFF;
 
-/// Traditional → simplified table for U+4E00–U+9FFF: the simplified code point, or 0
-/// when the char is unchanged. Built once from `fast2s`, resolved to a fixpoint.
-fn t2s_table() -> &'static [u16] {
-    static TABLE: OnceLock<Box<[u16]>> = OnceLock::new();
-    TABLE.get_or_init(build_t2s)
+/// Traditional → simplified table for U+4E00–U+9FFF.
+struct T2s {
+    /// One bit per ideograph: set when it changes (2.6 KB, stays in L1 cache).
+    changed: Box<[u64]>,
+    /// The simplified code point, or 0 when the char is unchanged.
+    to: Box<[u16]>,
+}
+
+impl T2s {
+    /// The simplified code point for ideograph `HAN_FIRST + k`, or 0 if unchanged.
+    #[inline(always)]
+    fn get(&self, k: usize) -> u16 {
+        let bit = self
+            .changed
+            .get(k / 64)
+            .is_some_and(|w| w >> (k % 64) & 1 != 0);
+        if bit {
+            self.to.get(k).copied().unwrap_or(0)
+        } else {
+            0
+        }
+    }
+}
+
+/// The table, built once from `fast2s` and resolved to a fixpoint.
+fn t2s_table() -> &'static T2s {
+    static TABLE: OnceLock<T2s> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let to = build_t2s();
+        let mut changed = vec![0u64; to.len().div_ceil(64)];
+        for (k, &v) in to.iter().enumerate() {
+            if v != 0 {
+                changed[k / 64] |= 1 << (k % 64);
+            }
+        }
+        T2s {
+            changed: changed.into_boxed_slice(),
+            to,
+        }
+    })
 }
 
 fn build_t2s() -> Box<[u16]> {
@@ -260,9 +327,12 @@ const C_ALNUM: u8 = 1;
 const C_SPACE: u8 = 2;
 const C_PUNCT: u8 = 3;
 
-/// Class of each ASCII byte.
-static ASCII_CLASS: [u8; 128] = {
-    let mut t = [C_CTRL; 128];
+/// Lead and continuation bytes of non-ASCII chars.
+const C_HIGH: u8 = 4;
+
+/// Class of each byte.
+static ASCII_CLASS: [u8; 256] = {
+    let mut t = [C_HIGH; 256];
     let mut b = 0;
     while b < 128 {
         let c = b as u8;
@@ -312,6 +382,13 @@ fn is_sep(c: char) -> bool {
         | 0xFF5F..=0xFF65 | 0xFFE0..=0xFFEE)
 }
 
+/// Punctuation that ends a clause (after full-width folding): never dropped
+/// between ideographs. Spammers split words with spaces, dots, dashes and stars,
+/// which stay droppable.
+fn is_clause_mark(c: char) -> bool {
+    matches!(c, ',' | ';' | ':' | '!' | '?' | '、' | '。')
+}
+
 /// Sentinel for "no pending separator run after a Han char".
 const NONE: usize = usize::MAX;
 
@@ -352,7 +429,7 @@ enum Join {
 }
 
 struct Writer {
-    text: Vec<u8>,
+    text: String,
     origin: Vec<u32>,
     last: Kind,
     /// The last non-separator char emitted was Han.
@@ -365,33 +442,83 @@ struct Writer {
 impl Writer {
     #[inline]
     fn push_char(&mut self, c: char, at: usize) {
-        let mut buf = [0u8; 4];
-        let bytes = c.encode_utf8(&mut buf).as_bytes();
-        self.text.extend_from_slice(bytes);
+        self.text.push(c);
         let o = at as u32;
-        self.origin.extend(std::iter::repeat_n(o, bytes.len()));
+        match c.len_utf8() {
+            1 => self.origin.push(o),
+            k => self.origin.extend(std::iter::repeat_n(o, k)),
+        }
     }
 
-    /// A run of ASCII letters and digits at source offset `at`.
+    /// Whether the ASCII bulk path may be used: no letter run pending, and no
+    /// separator run after a Han char to track.
     #[inline]
-    fn ascii_run(&mut self, run: &[u8], at: usize) {
-        if run.len() == 1 && run[0].is_ascii_alphabetic() {
+    fn can_bulk(&self) -> bool {
+        matches!(self.join, Join::Idle) && !self.after_han
+    }
+
+    /// Copy `source[i..j]`, a stretch found by [`ascii_bulk_end`], lowercased.
+    #[inline]
+    fn bulk(&mut self, source: &str, i: usize, j: usize) {
+        let Some(run) = source.get(i..j) else {
+            return;
+        };
+        let p = self.text.len();
+        self.text.push_str(run);
+        if run.bytes().any(|b| b.is_ascii_uppercase())
+            && let Some(t) = self.text.get_mut(p..)
+        {
+            t.make_ascii_lowercase();
+        }
+        self.origin.extend(i as u32..j as u32);
+        self.last = match run.as_bytes().last() {
+            Some(b) if b.is_ascii_alphanumeric() => Kind::Alnum,
+            _ => Kind::Sep,
+        };
+    }
+
+    /// The run `source[i..j]` of ASCII letters and digits.
+    #[inline]
+    fn ascii_run(&mut self, source: &str, i: usize, j: usize) {
+        let Some(run) = source.get(i..j) else {
+            return;
+        };
+        self.alnum(run, i);
+    }
+
+    /// ASCII letters and digits `run` from source offset `at` (each one byte there,
+    /// or all from the one char at `at` when `run` is a single folded char).
+    #[inline]
+    fn alnum(&mut self, run: &str, at: usize) {
+        let b = run.as_bytes();
+        if b.len() == 1 && b[0].is_ascii_alphabetic() {
             self.join_letter();
         } else {
             self.join_word();
         }
         self.han_sep = NONE;
         self.after_han = false;
-        self.text.extend(run.iter().map(|b| b.to_ascii_lowercase()));
+        let p = self.text.len();
+        self.text.push_str(run);
+        if b.iter().any(u8::is_ascii_uppercase)
+            && let Some(t) = self.text.get_mut(p..)
+        {
+            t.make_ascii_lowercase();
+        }
         let at = at as u32;
-        self.origin.extend(at..at + run.len() as u32);
+        self.origin.extend(at..at + b.len() as u32);
         self.last = Kind::Alnum;
     }
 
     /// A single ASCII char produced by a fold (full-width form, Kelvin sign, ...).
     fn ascii_char(&mut self, b: u8, at: usize) {
-        match ASCII_CLASS[(b & 0x7F) as usize] {
-            C_ALNUM => self.ascii_run(&[b.to_ascii_lowercase()], at),
+        match ASCII_CLASS[b as usize] {
+            C_ALNUM => {
+                let c = [b];
+                if let Ok(s) = std::str::from_utf8(&c) {
+                    self.alnum(s, at);
+                }
+            }
             C_SPACE => self.sep(' ', at),
             C_PUNCT => self.sep(b as char, at),
             _ => {}
@@ -401,70 +528,101 @@ impl Writer {
     /// A separator char (whitespace already mapped to `' '`).
     #[inline]
     fn sep(&mut self, c: char, at: usize) {
-        if c == ' ' && self.text.last() == Some(&b' ') {
+        if c == ' ' && self.text.as_bytes().last() == Some(&b' ') {
             return;
         }
         self.join_sep(c);
+        if is_clause_mark(c) {
+            // A real clause boundary: kept, so that segmentation sees it and a
+            // keyword is not made up of the end of one clause and the start of the
+            // next (写真、情色 must not read as 真情).
+            self.push_char(c, at);
+            self.after_han = false;
+            self.han_sep = NONE;
+            self.last = Kind::Sep;
+            return;
+        }
         if self.after_han && self.han_sep == NONE {
             self.han_sep = self.text.len();
         }
-        if c.is_ascii() {
-            self.text.push(c as u8);
-            self.origin.push(at as u32);
-        } else {
-            self.push_char(c, at);
-        }
+        self.push_char(c, at);
         self.last = Kind::Sep;
     }
 
-    /// The first ideograph of a run: settles pending state, then pushes it.
-    #[inline]
-    fn han_first(&mut self, cp: u32, at: usize, t2s: &[u16]) {
-        self.before_han();
-        self.han_push(cp, at, t2s);
-    }
-
+    /// Settle state before a Han ideograph is pushed: finish any letter run and drop
+    /// the separators emitted since the previous Han char.
     fn before_han(&mut self) {
         self.join_boundary();
         if self.han_sep != NONE {
-            let keep = self.han_sep.min(self.text.len());
-            self.text.truncate(keep);
-            self.origin.truncate(keep);
+            let keep = self.han_sep;
+            if self.text.is_char_boundary(keep) {
+                self.text.truncate(keep);
+                self.origin.truncate(keep);
+            }
             self.han_sep = NONE;
         }
         self.after_han = true;
         self.last = Kind::Han;
     }
 
-    /// Push a U+4E00–U+9FFF ideograph, folded to simplified.
-    #[inline(always)]
-    fn han_push(&mut self, cp: u32, at: usize, t2s: &[u16]) {
-        let to = t2s.get((cp - HAN_FIRST) as usize).copied().unwrap_or(0) as u32;
-        let cp = if to == 0 { cp } else { to };
-        self.text.extend_from_slice(&[
-            0xE0 | (cp >> 12) as u8,
-            0x80 | ((cp >> 6) & 0x3F) as u8,
-            0x80 | (cp & 0x3F) as u8,
-        ]);
-        let o = at as u32;
-        self.origin.extend_from_slice(&[o, o, o]);
+    /// Push the run of U+4E00–U+9FFF ideographs starting at `source[i..]`, folded to
+    /// simplified; returns the source offset after the run. Unchanged stretches are
+    /// copied in one go.
+    #[inline]
+    fn han_run(&mut self, source: &str, mut i: usize, t2s: &T2s) -> usize {
+        let src = source.as_bytes();
+        loop {
+            let seg = i;
+            let mut to = 0;
+            while let Some(cp) = han3(src, i) {
+                to = t2s.get((cp - HAN_FIRST) as usize);
+                if to != 0 {
+                    break;
+                }
+                i += 3;
+            }
+            if i > seg {
+                if let Some(t) = source.get(seg..i) {
+                    self.text.push_str(t);
+                }
+                let p = self.origin.len();
+                self.origin.resize(p + (i - seg), 0);
+                let seg = seg as u32;
+                for (k, o) in self.origin[p..].chunks_exact_mut(3).enumerate() {
+                    o.fill(seg + 3 * k as u32);
+                }
+            }
+            if to == 0 {
+                return i;
+            }
+            if let Some(c) = char::from_u32(to as u32) {
+                self.text.push(c);
+                let o = i as u32;
+                self.origin.extend_from_slice(&[o, o, o]);
+            }
+            i += 3;
+        }
     }
 
     /// Any non-ASCII char.
-    fn slow(&mut self, c: char, at: usize, t2s: &[u16]) {
+    fn slow(&mut self, c: char, at: usize, t2s: &T2s) {
         let cp = c as u32;
         if (0xFF01..=0xFF5E).contains(&cp) {
             self.ascii_char((cp - 0xFEE0) as u8, at);
+        } else if (0x3001..=0x3003).contains(&cp) {
+            // 、。〃: the common CJK punctuation, ahead of the longer checks.
+            self.sep(c, at);
         } else if c.is_whitespace() {
             self.sep(' ', at);
         } else if is_invisible(c) {
         } else if is_han(c) {
-            if (HAN_FIRST..=HAN_LAST).contains(&cp) {
-                self.han_first(cp, at, t2s);
-            } else {
-                self.before_han();
-                self.push_char(c, at);
-            }
+            self.before_han();
+            let to = cp
+                .checked_sub(HAN_FIRST)
+                .map(|k| t2s.get(k as usize))
+                .filter(|&to| to != 0)
+                .and_then(|to| char::from_u32(to as u32));
+            self.push_char(to.unwrap_or(c), at);
         } else if is_sep(c) {
             self.sep(c, at);
         } else {
@@ -572,7 +730,7 @@ impl Writer {
                 } else {
                     // The last letter may start a run with the new separator.
                     Join::Sep {
-                        start: p - 1,
+                        start: p.saturating_sub(1),
                         sep: c,
                         sep_len: len,
                         n: 1,
@@ -617,15 +775,18 @@ impl Writer {
             debug_assert!(false, "letter run out of range");
             return;
         }
+        let bytes = self.text.as_bytes();
+        let letters: String = (0..n).map(|k| bytes[start + k * stride] as char).collect();
+        if !self.text.is_char_boundary(start) || !self.text.is_char_boundary(run_end) {
+            debug_assert!(false, "letter run not on char boundaries");
+            return;
+        }
+        self.text.replace_range(start..run_end, &letters);
         for k in 1..n {
-            self.text[start + k] = self.text[start + k * stride];
             self.origin[start + k] = self.origin[start + k * stride];
         }
-        self.text.copy_within(run_end..len, start + n);
         self.origin.copy_within(run_end..len, start + n);
-        let removed = run_end - start - n;
-        self.text.truncate(len - removed);
-        self.origin.truncate(len - removed);
+        self.origin.truncate(len - (run_end - start - n));
     }
 }
 
@@ -697,9 +858,6 @@ mod tests {
             "免·费",
             "免•费",
             "免・费",
-            "免、费",
-            "免。费",
-            "免，费",
             "免／费",
             "免\n\n费",
             "免_费",
@@ -714,6 +872,15 @@ mod tests {
         }
         assert_eq!(n("代 开 发 票"), "代开发票");
         assert_eq!(n("發 財"), "发财");
+    }
+
+    #[test]
+    fn clause_punctuation_between_han_stays() {
+        assert_eq!(n("免、费"), "免、费");
+        assert_eq!(n("免。费"), "免。费");
+        assert_eq!(n("免，费"), "免,费");
+        assert_eq!(n("写真、情色短片"), "写真、情色短片");
+        assert_eq!(n("免 ， 费"), "免 , 费");
     }
 
     #[test]
@@ -808,7 +975,11 @@ mod tests {
 
     #[test]
     fn t2s_table_is_a_fixpoint() {
-        let t = t2s_table();
+        let table = t2s_table();
+        let t = &table.to;
+        for k in 0..t.len() {
+            assert_eq!(table.get(k), t[k]);
+        }
         assert!(t.iter().filter(|&&v| v != 0).count() > 2000);
         for &v in t.iter().filter(|&&v| v != 0) {
             assert_eq!(t[(v as u32 - HAN_FIRST) as usize], 0);
@@ -885,7 +1056,7 @@ mod tests {
         }
 
         #[test]
-        fn no_han_separator_survives(a in "[免费代开发票]", seps in "[ \\-.*_/|~+=#,;:'\"^!?·•・、。，\u{3000}\u{200B}]{0,5}", b in "[免费代开发票]") {
+        fn no_han_separator_survives(a in "[免费代开发票]", seps in "[ \\-.*_/|~+=#'\"^·•・\u{3000}\u{200B}]{0,5}", b in "[免费代开发票]") {
             let s = format!("{a}{seps}{b}");
             prop_assert_eq!(normalise(&s), format!("{a}{b}"));
         }

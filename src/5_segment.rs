@@ -87,11 +87,17 @@ pub struct WindowCache {
     boundaries: Vec<usize>,
 }
 
+/// Frequency given to a keyword the dictionary lacks (代开, 直投): a common word's,
+/// so that 代开发票 splits as 代开/发票 rather than 代/开发票, while words that
+/// contain a keyword (新一代/开发) keep their own, higher-scoring segmentation.
+const KEYWORD_FREQ: usize = 1000;
+
 fn build(words: &[String]) -> Jieba {
     let mut jieba = Jieba::new();
     for w in words {
         if w.chars().all(is_han) && !jieba.has_word(w) {
-            jieba.add_word(w, None, None);
+            let freq = jieba.suggest_freq(w).max(KEYWORD_FREQ);
+            jieba.add_word(w, Some(freq), None);
         }
     }
     jieba
@@ -137,6 +143,8 @@ mod tests {
         assert!(word(&s, "免费看电影", "电影"));
         assert!(word(&s, "本公司代开发票", "代开"));
         assert!(word(&s, "购买股票基金", "基金"));
+        assert!(!word(&s, "新一代开发平台", "代开"));
+        assert!(!word(&s, "一直投入研发", "直投"));
     }
 
     #[test]

@@ -146,9 +146,11 @@ pub const DEFAULT_OVERSIZE_REPLY: &str = "552 5.3.4 Message size exceeds fixed l
 impl Default for Config {
     fn default() -> Self {
         Config {
+            // Measured on trec06c-dev with the embedded lists: quarantine at 9
+            // flags 0.5 % of ham (68 % of spam); reject at 15 flags 0.06 % of ham.
             thresholds: Thresholds {
-                quarantine: 6.0,
-                reject: 12.0,
+                quarantine: 9.0,
+                reject: 15.0,
             },
             outbound: None,
             reject_reply: DEFAULT_REJECT_REPLY.into(),

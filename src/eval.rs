@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(roc_auc(&[(0.0, false), (1.0, true)]), 1.0);
         assert_eq!(roc_auc(&[(1.0, false), (0.0, true)]), 0.0);
         assert_eq!(roc_auc(&[(1.0, false), (1.0, true)]), 0.5);
-        let v = [(0.1, false), (0.4, true), (0.35, false), (0.8, true)];
+        let v = [(0.1, false), (0.4, true), (0.5, false), (0.8, true)];
         assert_eq!(roc_auc(&v), 0.75);
     }
 

@@ -17,6 +17,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("free", include_str!("../keywords/free.txt")),
     ("adult", include_str!("../keywords/adult.txt")),
     ("money", include_str!("../keywords/money.txt")),
+    ("ads", include_str!("../keywords/ads.txt")),
 ];
 
 /// Weight of a keyword listed without one.
@@ -178,7 +179,7 @@ mod tests {
     #[test]
     fn embedded_lists_hold_the_faq_keywords() {
         let set = KeywordSet::embedded();
-        assert_eq!(set.categories, ["free", "adult", "money"]);
+        assert_eq!(set.categories, ["free", "adult", "money", "ads"]);
         for word in ["免费", "优惠", "色情", "伟哥", "赚钱", "代开", "sex"] {
             assert!(
                 set.keywords.iter().any(|k| k.text == word),

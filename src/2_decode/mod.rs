@@ -65,24 +65,32 @@ pub fn decode(parsed: &Parsed<'_>) -> Decoded {
                 .and_then(|a| a.address.as_deref())
                 .map(str::to_string);
             decode_parts(message, &mut out.texts, &mut budget, 0);
-            let is_multipart = matches!(root.body, PartType::Multipart(_));
-            if is_multipart && out.texts.iter().all(|t| t.text.trim().is_empty()) {
-                // Boundaries missing or never closed: read the body as it stands.
+            if out.texts.iter().all(|t| t.text.trim().is_empty()) {
+                // No usable text part: boundaries missing or never closed (trec06c
+                // strips them), a multipart without a boundary parameter, or a
+                // body the parser did not classify. Read the body as it stands.
                 out.texts.clear();
-                let body = slice(message.raw_message(), root.offset_body, root.offset_end);
-                let body = if body.is_empty() {
-                    slice(message.raw_message(), root.offset_body, u32::MAX)
+                let raw = message.raw_message();
+                let body = slice(raw, root.offset_body, u32::MAX);
+                let body = if body.is_empty() && root.headers.is_empty() {
+                    raw
                 } else {
                     body
                 };
-                push_text(
-                    &mut out.texts,
-                    &mut budget,
-                    body,
-                    None,
-                    TransferEncoding::Identity,
-                    false,
-                );
+                let multipart = matches!(root.body, PartType::Multipart(_));
+                let charset = root.content_type().and_then(|ct| ct.attribute("charset"));
+                let cte = if multipart {
+                    TransferEncoding::Identity
+                } else {
+                    transfer_encoding(root)
+                };
+                let html = !multipart
+                    && root.content_type().is_some_and(|ct| {
+                        ct.c_subtype
+                            .as_deref()
+                            .is_some_and(|s| s.eq_ignore_ascii_case("html"))
+                    });
+                push_text(&mut out.texts, &mut budget, body, charset, cte, html);
             }
         }
         None => {
@@ -115,41 +123,35 @@ fn subject(message: &Message<'_>) -> String {
         .unwrap_or_default()
 }
 
-/// Decodes the parts a reader sees: the HTML alternative where there is one, the
-/// plain text otherwise, and nested messages (bounded by the parser's own depth
-/// limit on encapsulated messages).
+/// Decodes the parts a reader sees, in message order: every text and HTML part,
+/// except the plain-text version of a multipart/alternative whose HTML version is
+/// read instead; text parts the parser files as attachments (a second text part
+/// of a multipart/mixed) are read too. Nested messages are bounded by the parser's
+/// own depth limit on encapsulated messages.
 fn decode_parts(
     message: &Message<'_>,
     texts: &mut Vec<DecodedText>,
     budget: &mut usize,
     depth: usize,
 ) {
-    let ids = if message.html_body.is_empty() {
-        &message.text_body
-    } else {
-        &message.html_body
-    };
     let raw = message.raw_message();
-    for &id in ids {
-        let Some(part) = message.parts.get(id as usize) else {
-            continue;
-        };
+    for (id, part) in message.parts.iter().enumerate() {
         if texts.len() >= MAX_PARTS || *budget == 0 {
             return;
         }
-        let html = matches!(part.body, PartType::Html(_));
-        if matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
-            let body = slice(raw, part.offset_body, part.offset_end);
-            let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
-            let cte = transfer_encoding(part);
-            push_text(texts, budget, body, charset, cte, html);
-        }
-    }
-    if depth < 3 {
-        for part in &message.parts {
-            if let PartType::Message(nested) = &part.body {
-                decode_parts(nested, texts, budget, depth + 1);
+        let id = id as u32;
+        let plain_alternative = message.text_body.contains(&id) && !message.html_body.contains(&id);
+        match &part.body {
+            PartType::Text(_) | PartType::Html(_) if !plain_alternative => {
+                let html = matches!(part.body, PartType::Html(_));
+                let body = slice(raw, part.offset_body, part.offset_end);
+                let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
+                push_text(texts, budget, body, charset, transfer_encoding(part), html);
             }
+            PartType::Message(nested) if depth < 3 => {
+                decode_parts(nested, texts, budget, depth + 1)
+            }
+            _ => {}
         }
     }
 }

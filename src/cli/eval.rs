@@ -23,6 +23,16 @@ pub struct EvalArgs {
     /// Worker threads (0: one per core).
     #[arg(long, short, default_value_t = 0)]
     pub jobs: usize,
+    /// Train a model on these indexes (in memory) and test it on INDEX...
+    #[arg(long = "train", value_name = "INDEX")]
+    pub train: Vec<PathBuf>,
+    /// Train on the first FRACTION of INDEX... (in index order, as TREC did) and test
+    /// on the rest, e.g. `--split 0.5`.
+    #[arg(long, value_name = "FRACTION", conflicts_with = "train")]
+    pub split: Option<f64>,
+    /// With --train or --split: the classifier to measure.
+    #[arg(long, value_enum, default_value_t = super::train::Method::Logistic)]
+    pub method: super::train::Method,
     /// Index files: lines of `spam PATH` or `ham PATH`, relative to the index.
     #[arg(required = true)]
     pub indexes: Vec<PathBuf>,
@@ -62,6 +72,17 @@ pub struct Report {
 
 /// Scans every labelled message and prints the report.
 pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
+    if !args.train.is_empty() || args.split.is_some() {
+        return super::train::eval_trained(
+            args.config.as_deref(),
+            args.format,
+            args.jobs,
+            &args.train,
+            args.split,
+            args.method,
+            &args.indexes,
+        );
+    }
     let engine = engine(args.config.as_deref())?;
     let mut labelled = Vec::new();
     for idx in &args.indexes {
