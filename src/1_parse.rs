@@ -5,7 +5,7 @@
 //! bare body so that nothing is ever dropped. Decoding is *not* trusted to it: the
 //! next stage re-decodes every text part from the raw offsets it records.
 
-use mail_parser::{HeaderName, Message, MessageParser};
+use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders};
 
 /// A parsed message: the raw bytes and, when mail-parser could make sense of them,
 /// its MIME tree.
@@ -14,6 +14,25 @@ pub struct Parsed<'a> {
     pub raw: &'a [u8],
     /// The MIME tree, or `None` for bytes mail-parser could not parse at all.
     pub message: Option<Message<'a>>,
+    /// Where the body starts when the message is a single part: then only its
+    /// headers were parsed, and the body is `raw[body_start..]`.
+    pub body_start: Option<usize>,
+}
+
+impl<'a> Parsed<'a> {
+    /// Bytes that could not be parsed as a message: the body after a blank line
+    /// if there is one, else everything, is read as text.
+    pub fn unparsed(raw: &'a [u8]) -> Parsed<'a> {
+        let start = match body_start(raw) {
+            n if n >= raw.len() => 0,
+            n => n,
+        };
+        Parsed {
+            raw,
+            message: None,
+            body_start: Some(start),
+        }
+    }
 }
 
 /// A configured mail-parser, built once and shared: it parses only the headers the
@@ -38,11 +57,44 @@ impl Parser {
     /// mbox envelope line (`From sender date`), which is not a header, is skipped.
     pub fn parse<'a>(&self, raw: &'a [u8]) -> Parsed<'a> {
         let raw = skip_envelope_line(raw);
-        Parsed {
-            raw,
-            message: self.inner.parse(raw),
+        // Most mail is a single part. Its headers are all that is needed from the
+        // parser: the decode stage reads the body from the raw bytes itself, so
+        // letting mail-parser decode it as well would only do the work twice.
+        match self.inner.parse_headers(raw) {
+            Some(head) if !is_container(&head) => Parsed {
+                raw,
+                message: Some(head),
+                body_start: Some(body_start(raw)),
+            },
+            Some(_) => Parsed {
+                raw,
+                message: self.inner.parse(raw),
+                body_start: None,
+            },
+            None => Parsed::unparsed(raw),
         }
     }
+}
+
+/// The offset after the blank line that ends the headers (the end, if none).
+pub fn body_start(raw: &[u8]) -> usize {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &raw[from..]) {
+        let next = from + i + 1;
+        match raw.get(next..) {
+            Some([b'\n', ..]) => return next + 1,
+            Some([b'\r', b'\n', ..]) => return next + 2,
+            _ => from = next,
+        }
+    }
+    raw.len()
+}
+
+/// Does the message's root hold other parts (multipart, message/rfc822)?
+fn is_container(head: &Message<'_>) -> bool {
+    head.root_part().content_type().is_some_and(|ct| {
+        ct.c_type.eq_ignore_ascii_case("multipart") || ct.c_type.eq_ignore_ascii_case("message")
+    })
 }
 
 /// Skips an mbox `From ` line: files saved one message each often keep it.
@@ -77,6 +129,16 @@ mod tests {
     fn skips_an_mbox_envelope_line() {
         let p = parse(b"From a@b.c Mon Jan  1 00:00:00 2024\nSubject: hi\n\nbody\n");
         assert_eq!(p.message.expect("parsed").subject(), Some("hi"));
+    }
+
+    #[test]
+    fn body_starts_after_the_blank_line() {
+        assert_eq!(body_start(b"A: b\n\nbody"), 6);
+        assert_eq!(body_start(b"A: b\r\n\r\nbody"), 8);
+        assert_eq!(body_start(b"A: b\r\nC: d"), 10);
+        assert_eq!(body_start(b""), 0);
+        let p = parse(b"Subject: x\n\nhello");
+        assert_eq!(p.body_start, Some(12));
     }
 
     #[test]

@@ -11,8 +11,10 @@ use crate::keywords::{KeywordSet, is_han};
 use jieba_rs::Jieba;
 use std::sync::{Arc, OnceLock};
 
-/// Characters of context segmented either side of a hit.
-pub const WINDOW_CHARS: usize = 24;
+/// Characters of context segmented either side of a hit, at most. The window is
+/// the run of Han characters around the hit (a clause: punctuation and Latin text
+/// end it), so all the hits of a clause share one segmentation.
+pub const WINDOW_CHARS: usize = 48;
 
 /// A shared jieba instance that knows every Chinese keyword.
 #[derive(Clone)]
@@ -64,10 +66,26 @@ impl Segmenter {
     /// Is `text[start..end]` made of whole words in jieba's segmentation of the Han
     /// text around it? Boundaries with non-Han text always count as word boundaries.
     pub fn is_word(&self, text: &str, start: usize, end: usize, cache: &mut WindowCache) -> bool {
-        let (ws, we) = window(text, start, end);
-        if cache.range != (ws, we) || cache.text_id != text.as_ptr() as usize {
+        let (ws, we) = match cache.range {
+            // The previous window covers this hit well inside: reuse it.
+            (s, e)
+                if cache.valid
+                    && s <= start
+                    && end <= e
+                    && (s == 0
+                        || !text[..s].ends_with(is_han)
+                        || start - s >= 3 * WINDOW_CHARS / 4)
+                    && (e == text.len()
+                        || !text[e..].starts_with(is_han)
+                        || e - end >= 3 * WINDOW_CHARS / 4) =>
+            {
+                (s, e)
+            }
+            _ => window(text, start, end),
+        };
+        if !cache.valid || cache.range != (ws, we) {
+            cache.valid = true;
             cache.range = (ws, we);
-            cache.text_id = text.as_ptr() as usize;
             cache.boundaries.clear();
             cache.boundaries.push(ws);
             for token in self.jieba().cut(&text[ws..we], false) {
@@ -79,10 +97,11 @@ impl Segmenter {
     }
 }
 
-/// The last window segmented, reused for the next hit in the same window.
+/// The last window segmented, reused for the next hit in the same window. Call
+/// [`WindowCache::reset`] before moving on to another text.
 #[derive(Debug, Default)]
 pub struct WindowCache {
-    text_id: usize,
+    valid: bool,
     range: (usize, usize),
     boundaries: Vec<usize>,
 }
@@ -91,6 +110,13 @@ pub struct WindowCache {
 /// so that 代开发票 splits as 代开/发票 rather than 代/开发票, while words that
 /// contain a keyword (新一代/开发) keep their own, higher-scoring segmentation.
 const KEYWORD_FREQ: usize = 1000;
+
+impl WindowCache {
+    /// Forgets the window: the next text is another text.
+    pub fn reset(&mut self) {
+        self.valid = false;
+    }
+}
 
 fn build(words: &[String]) -> Jieba {
     let mut jieba = Jieba::new();

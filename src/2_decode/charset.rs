@@ -72,10 +72,15 @@ pub fn detect(bytes: &[u8]) -> &'static Encoding {
 const COMMON_SIMPLIFIED: &str = "的一是不了在人有我他这个们中来上大为和国地到以说时要就出会可也你对生能而子那得于着下自之年过发后作里用道行所然家种事成方多经么去法学如都同现当没动面起看定天分还进好小部其些主样理心";
 const COMMON_TRADITIONAL: &str = "的一是不了在人有我他這個們中來上大為和國地到以說時要就出會可也你對生能而子那得於著下自之年過發後作裡用道行所然家種事成方多經麼去法學如都同現當沒動面起看定天分還進好小部其些主樣理心";
 
+/// Bytes of the sample decoded for the GBK/Big5 test: some 500 characters.
+const CHINESE_SAMPLE: usize = 1024;
+
 /// GBK or Big5, when the sample clearly is one of them.
 fn detect_chinese(sample: &[u8]) -> Option<&'static Encoding> {
-    let gb = chinese_fit(GB18030, sample, COMMON_SIMPLIFIED);
-    let big5 = chinese_fit(BIG5, sample, COMMON_TRADITIONAL);
+    let sample = &sample[..sample.len().min(CHINESE_SAMPLE)];
+    let (simplified, traditional) = common_sets();
+    let gb = chinese_fit(GB18030, sample, simplified);
+    let big5 = chinese_fit(BIG5, sample, traditional);
     match (gb, big5) {
         (Some(g), Some(b)) if b > g => Some(BIG5),
         (Some(_), _) => Some(GB18030),
@@ -84,10 +89,41 @@ fn detect_chinese(sample: &[u8]) -> Option<&'static Encoding> {
     }
 }
 
+/// A set of characters of the basic CJK block, one bit each.
+struct HanSet([u64; 0x5200 / 64]);
+
+impl HanSet {
+    fn new(chars: &str) -> HanSet {
+        let mut bits = [0u64; 0x5200 / 64];
+        for c in chars.chars() {
+            let k = (c as usize).wrapping_sub(0x4E00);
+            if k < 0x5200 {
+                bits[k / 64] |= 1 << (k % 64);
+            }
+        }
+        HanSet(bits)
+    }
+
+    fn contains(&self, c: char) -> bool {
+        let k = (c as usize).wrapping_sub(0x4E00);
+        k < 0x5200 && self.0[k / 64] >> (k % 64) & 1 == 1
+    }
+}
+
+fn common_sets() -> &'static (HanSet, HanSet) {
+    static SETS: std::sync::OnceLock<(HanSet, HanSet)> = std::sync::OnceLock::new();
+    SETS.get_or_init(|| {
+        (
+            HanSet::new(COMMON_SIMPLIFIED),
+            HanSet::new(COMMON_TRADITIONAL),
+        )
+    })
+}
+
 /// How well `sample` reads as Chinese in `enc`: the share of common characters
 /// among the Han characters, or `None` when it decodes with errors or has too
 /// few common characters to be Chinese text.
-fn chinese_fit(enc: &'static Encoding, sample: &[u8], common: &str) -> Option<f64> {
+fn chinese_fit(enc: &'static Encoding, sample: &[u8], common: &HanSet) -> Option<f64> {
     let (text, _) = enc.decode_without_bom_handling(sample);
     let (mut han, mut frequent, mut bad) = (0usize, 0usize, 0usize);
     for c in text.chars() {
@@ -95,9 +131,7 @@ fn chinese_fit(enc: &'static Encoding, sample: &[u8], common: &str) -> Option<f6
             bad += 1;
         } else if crate::keywords::is_han(c) {
             han += 1;
-            if common.contains(c) {
-                frequent += 1;
-            }
+            frequent += usize::from(common.contains(c));
         }
     }
     // One bad character is allowed: the sample may cut the last one in two.

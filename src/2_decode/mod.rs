@@ -64,6 +64,16 @@ pub fn decode(parsed: &Parsed<'_>) -> Decoded {
                 .and_then(|a| a.first())
                 .and_then(|a| a.address.as_deref())
                 .map(str::to_string);
+            if let Some(start) = parsed.body_start {
+                // A single part: only its headers were parsed.
+                read_whole_body(
+                    root,
+                    &parsed.raw[start.min(parsed.raw.len())..],
+                    &mut out.texts,
+                    &mut budget,
+                );
+                return out;
+            }
             decode_parts(message, &mut out.texts, &mut budget, 0);
             if out.texts.iter().all(|t| t.text.trim().is_empty()) {
                 // No usable text part: boundaries missing or never closed (trec06c
@@ -77,32 +87,16 @@ pub fn decode(parsed: &Parsed<'_>) -> Decoded {
                 } else {
                     body
                 };
-                let multipart = matches!(root.body, PartType::Multipart(_));
-                let charset = root.content_type().and_then(|ct| ct.attribute("charset"));
-                let cte = if multipart {
-                    TransferEncoding::Identity
-                } else {
-                    transfer_encoding(root)
-                };
-                let html = !multipart
-                    && root.content_type().is_some_and(|ct| {
-                        ct.c_subtype
-                            .as_deref()
-                            .is_some_and(|s| s.eq_ignore_ascii_case("html"))
-                    });
-                push_text(&mut out.texts, &mut budget, body, charset, cte, html);
+                read_whole_body(root, body, &mut out.texts, &mut budget);
             }
         }
         None => {
             let raw = parsed.raw;
-            let body_start = memchr::memmem::find(raw, b"\n\n")
-                .map(|i| i + 2)
-                .or_else(|| memchr::memmem::find(raw, b"\r\n\r\n").map(|i| i + 4))
-                .unwrap_or(0);
+            let start = parsed.body_start.unwrap_or(0).min(raw.len());
             push_text(
                 &mut out.texts,
                 &mut budget,
-                &raw[body_start..],
+                &raw[start..],
                 None,
                 TransferEncoding::Identity,
                 false,
@@ -110,6 +104,31 @@ pub fn decode(parsed: &Parsed<'_>) -> Decoded {
         }
     }
     out
+}
+
+/// Reads a body as one text, with the charset, transfer encoding and type its
+/// (root) headers declare; a multipart's body is read as plain bytes.
+fn read_whole_body(
+    root: &MessagePart<'_>,
+    body: &[u8],
+    texts: &mut Vec<DecodedText>,
+    budget: &mut usize,
+) {
+    let ct = root.content_type();
+    let multipart = ct.is_some_and(|ct| ct.c_type.eq_ignore_ascii_case("multipart"));
+    let charset = ct.and_then(|ct| ct.attribute("charset"));
+    let cte = if multipart {
+        TransferEncoding::Identity
+    } else {
+        transfer_encoding(root)
+    };
+    let html = !multipart
+        && ct.is_some_and(|ct| {
+            ct.c_subtype
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("html"))
+        });
+    push_text(texts, budget, body, charset, cte, html);
 }
 
 fn subject(message: &Message<'_>) -> String {
