@@ -198,6 +198,13 @@ fn check_config_names_file_line_and_field() {
 }
 
 #[test]
+fn the_documented_example_config_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaff.toml");
+    let out = run(chaff().arg("check-config").arg(&example));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn keyword_directories_extend_the_defaults() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("kw")).unwrap();
