@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 /// Characters of context segmented either side of a hit, at most. The window is
 /// the run of Han characters around the hit (a clause: punctuation and Latin text
 /// end it), so all the hits of a clause share one segmentation.
-pub const WINDOW_CHARS: usize = 48;
+pub const WINDOW_CHARS: usize = 16;
 
 /// A shared jieba instance that knows every Chinese keyword.
 #[derive(Clone)]
@@ -74,10 +74,10 @@ impl Segmenter {
                     && end <= e
                     && (s == 0
                         || !text[..s].ends_with(is_han)
-                        || start - s >= 3 * WINDOW_CHARS / 4)
+                        || start - s >= 3 * WINDOW_CHARS / 2)
                     && (e == text.len()
                         || !text[e..].starts_with(is_han)
-                        || e - end >= 3 * WINDOW_CHARS / 4) =>
+                        || e - end >= 3 * WINDOW_CHARS / 2) =>
             {
                 (s, e)
             }
