@@ -76,15 +76,17 @@ mod tests {
 
     #[test]
     fn thresholds_by_direction() {
-        let mut cfg = Config::default();
-        cfg.thresholds = Thresholds {
-            quarantine: 5.0,
-            reject: 10.0,
+        let cfg = Config {
+            thresholds: Thresholds {
+                quarantine: 5.0,
+                reject: 10.0,
+            },
+            outbound: Some(Thresholds {
+                quarantine: 2.0,
+                reject: 4.0,
+            }),
+            ..Config::default()
         };
-        cfg.outbound = Some(Thresholds {
-            quarantine: 2.0,
-            reject: 4.0,
-        });
         let inbound = env("a@x.test", None);
         let outbound = env("a@x.test", Some("alice"));
         assert_eq!(route(&cfg, &inbound, 4.5).0, Action::Deliver);
@@ -97,13 +99,15 @@ mod tests {
 
     #[test]
     fn oversize_and_lists() {
-        let mut cfg = Config::default();
-        cfg.max_message_size = 100;
-        cfg.block = vec![SenderPattern::parse("spam.test").unwrap()];
-        cfg.allow = vec![
-            SenderPattern::parse("boss@spam.test").unwrap(),
-            SenderPattern::parse("*.friend.test").unwrap(),
-        ];
+        let cfg = Config {
+            max_message_size: 100,
+            block: vec![SenderPattern::parse("spam.test").unwrap()],
+            allow: vec![
+                SenderPattern::parse("boss@spam.test").unwrap(),
+                SenderPattern::parse("*.friend.test").unwrap(),
+            ],
+            ..Config::default()
+        };
         let (a, reply, _) = pre_scan(&cfg, &Envelope::default(), 101).unwrap();
         assert_eq!(
             (a, reply.as_deref()),

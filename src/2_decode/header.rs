@@ -27,7 +27,7 @@ pub fn decode(raw: &[u8]) -> String {
             let between = &unfolded[raw_start..i];
             let after_word = matches!(segments.last(), Some(Segment::Encoded { .. }));
             // Whitespace between two encoded-words is not part of the text.
-            if !(after_word && between.iter().all(u8::is_ascii_whitespace)) && !between.is_empty() {
+            if !(between.is_empty() || after_word && between.iter().all(u8::is_ascii_whitespace)) {
                 segments.push(Segment::Raw(between));
             }
             match segments.last_mut() {
