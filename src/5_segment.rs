@@ -9,6 +9,7 @@
 
 use crate::keywords::{KeywordSet, is_han};
 use jieba_rs::Jieba;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 /// Characters of context segmented either side of a hit, at most. The window is
@@ -86,24 +87,46 @@ impl Segmenter {
         if !cache.valid || cache.range != (ws, we) {
             cache.valid = true;
             cache.range = (ws, we);
+            let window = &text[ws..we];
+            // Spam comes in campaigns: the same clause is segmented again and
+            // again, so cuts are remembered per thread (bounded; cleared when full).
+            let boundaries = match cache.memo.get(window) {
+                Some(b) => b,
+                None => {
+                    if cache.memo.len() >= MEMO_WINDOWS {
+                        cache.memo.clear();
+                    }
+                    let cut: Vec<u32> = self
+                        .jieba()
+                        .cut(window, false)
+                        .iter()
+                        .map(|t| t.byte_end as u32)
+                        .collect();
+                    cache.memo.entry(window.to_string()).or_insert(cut)
+                }
+            };
             cache.boundaries.clear();
-            cache.boundaries.push(ws);
-            for token in self.jieba().cut(&text[ws..we], false) {
-                cache.boundaries.push(ws + token.byte_end);
-            }
+            cache
+                .boundaries
+                .extend(boundaries.iter().map(|&b| ws + b as usize));
         }
         let at = |b: usize| b <= ws || b >= we || cache.boundaries.binary_search(&b).is_ok();
         at(start) && at(end)
     }
 }
 
-/// The last window segmented, reused for the next hit in the same window. Call
-/// [`WindowCache::reset`] before moving on to another text.
+/// Windows whose segmentation a thread remembers, at most.
+pub const MEMO_WINDOWS: usize = 16 * 1024;
+
+/// Per-thread segmentation state: the last window (reused for the next hit in the
+/// same window) and a memo of recent windows' cuts. Call [`WindowCache::reset`]
+/// before moving on to another text.
 #[derive(Debug, Default)]
 pub struct WindowCache {
     valid: bool,
     range: (usize, usize),
     boundaries: Vec<usize>,
+    memo: HashMap<String, Vec<u32>>,
 }
 
 /// Frequency given to a keyword the dictionary lacks (代开, 直投): a common word's,
