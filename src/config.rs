@@ -311,6 +311,10 @@ impl Config {
         }
         cfg.model = file.model.map(resolve);
         cfg.classifier = file.classifier;
+        if let Err(message) = cfg.classifier.validate() {
+            let span = text.find("[classifier]").map(|i| i..i + 1);
+            return Err(err(span, Some("classifier"), message));
+        }
         cfg.milter = file.milter;
         cfg.accounts = file.accounts;
         Ok(cfg)

@@ -5,6 +5,7 @@
 //! engine serves every thread (`Send + Sync`). Per-thread scratch buffers keep the
 //! hot path free of allocation churn.
 
+use crate::classify::{self, Extractor, Field, LiveModel, Loaded};
 use crate::config::Config;
 use crate::decode::{self, Decoded};
 use crate::error::Error;
@@ -18,6 +19,7 @@ use crate::verdict::{Envelope, Location, Verdict};
 use crate::{route, verdict::TextSource};
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 /// Characters of context shown either side of a hit in [`Location::excerpt`].
 const EXCERPT_CONTEXT: usize = 8;
@@ -30,6 +32,10 @@ pub struct Engine {
     keywords: KeywordSet,
     matcher: Matcher,
     segmenter: Segmenter,
+    /// Per keyword: is it Chinese (checked by segmentation)?
+    cjk: Vec<bool>,
+    /// The trained model (`model = "PATH"`), reloaded when its file changes.
+    classifier: Option<LiveModel>,
 }
 
 /// mail-parser's configured parser has no `Debug`; this wrapper gives it one.
@@ -46,6 +52,8 @@ struct Scratch {
     normalised: Normalised,
     occurrences: Vec<Occurrence>,
     window: WindowCache,
+    /// Occurrences located so far, per keyword.
+    shown: Vec<u8>,
 }
 
 thread_local! {
@@ -65,13 +73,37 @@ impl Engine {
     pub fn with_keywords(config: &Config, keywords: KeywordSet) -> Result<Engine, Error> {
         let matcher = Matcher::new(&keywords)?;
         let segmenter = Segmenter::new(&keywords);
+        let cjk = keywords.keywords.iter().map(|k| k.is_cjk()).collect();
+        let classifier = match &config.model {
+            Some(path) => Some(
+                LiveModel::load(path, &keywords, &config.classifier).map_err(|e| Error::Model {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?,
+            ),
+            None => None,
+        };
         Ok(Engine {
             config: config.clone(),
             parser: ParserHandle(Parser::default()),
             keywords,
             matcher,
             segmenter,
+            cjk,
+            classifier,
         })
+    }
+
+    /// This engine scanning with `model` (held in memory, never reloaded) instead of
+    /// the config's model file, e.g. a model `chaff eval --train` just trained.
+    pub fn with_model(mut self, model: classify::Model) -> Engine {
+        self.classifier = Some(LiveModel::fixed(model, &self.keywords));
+        self
+    }
+
+    /// The model in force, if any (reloaded first if its file changed).
+    pub fn model(&self) -> Option<Arc<Loaded>> {
+        self.classifier.as_ref().map(LiveModel::get)
     }
 
     /// The configuration this engine was built from.
@@ -94,11 +126,34 @@ impl Engine {
                 reply,
                 reason,
                 hits: Vec::new(),
+                tokens: Vec::new(),
             };
         }
-        let decoded = self.decode(raw);
-        let found = self.find(&decoded);
-        let (score, hits) = score::score(&found, &self.keywords, &self.config.scoring);
+        let loaded = self.model();
+        let (found, classification) = match &loaded {
+            None => (self.find(&self.decode(raw)), None),
+            Some(l) => classify::with_extractor(&l.model.meta.features, |ex| {
+                let (_, found) = self.analyse(raw, Some(&mut *ex));
+                let explain = self.config.classifier.explain_tokens > 0;
+                (found, Some(l.model.classify(ex, explain)))
+            }),
+        };
+        let keywords = loaded.as_ref().map_or(&self.keywords, |l| &l.keywords);
+        let (mut score, hits) = score::score(&found, keywords, &self.config.scoring);
+        let mut tokens = Vec::new();
+        if let Some(c) = classification {
+            let w = self.config.classifier.weight;
+            score += w * c.points;
+            let n = self.config.classifier.explain_tokens;
+            tokens = c.tokens;
+            tokens.iter_mut().for_each(|t| t.weight *= w);
+            tokens.retain(|t| t.weight != 0.0);
+            // Strongest `n` spam-wards (positive, first), then `n` ham-wards.
+            let split = tokens.iter().take_while(|t| t.weight > 0.0).count();
+            let ham: Vec<_> = tokens.drain(split..).take(n).collect();
+            tokens.truncate(n);
+            tokens.extend(ham);
+        }
         let (action, reply, reason) = route::route(&self.config, envelope, score);
         Verdict {
             action,
@@ -106,6 +161,26 @@ impl Engine {
             reply,
             reason,
             hits,
+            tokens,
+        }
+    }
+
+    /// Stages 1 to 5 for one message, also feeding the classifier's feature
+    /// extractor (when given) with every normalised text and the header features:
+    /// the single path both scanning and training take, so they see the same
+    /// features.
+    pub fn analyse(&self, raw: &[u8], features: Option<&mut Extractor>) -> (Decoded, Vec<Found>) {
+        let decoded = self.decode(raw);
+        match features {
+            None => {
+                let found = self.find(&decoded);
+                (decoded, found)
+            }
+            Some(ex) => {
+                let found = self.find_with(&decoded, Some(&mut *ex));
+                classify::add_headers(ex, raw, decoded.from.as_deref());
+                (decoded, found)
+            }
         }
     }
 
@@ -115,36 +190,61 @@ impl Engine {
         let parsed = catch_unwind(AssertUnwindSafe(|| {
             decode::decode(&self.parser.0.parse(raw))
         }));
-        parsed.unwrap_or_else(|_| decode::decode(&crate::parse::Parsed { raw, message: None }))
+        parsed.unwrap_or_else(|_| decode::decode(&crate::parse::Parsed::unparsed(raw)))
     }
 
     /// Stages 3 to 5: normalise each text, match the keywords and keep the
     /// occurrences that are words, located in the decoded text.
     pub fn find(&self, decoded: &Decoded) -> Vec<Found> {
+        self.find_with(decoded, None)
+    }
+
+    /// [`Engine::find`], also handing each normalised text to the classifier's
+    /// feature extractor.
+    fn find_with(&self, decoded: &Decoded, mut features: Option<&mut Extractor>) -> Vec<Found> {
         SCRATCH.with(|scratch| {
             let mut guard = scratch.borrow_mut();
             let Scratch {
                 normalised,
                 occurrences,
                 window,
+                shown,
             } = &mut *guard;
+            shown.clear();
+            shown.resize(self.keywords.keywords.len(), 0);
             let mut found = Vec::new();
             for (part, (source, text)) in decoded.all_texts().enumerate() {
                 if text.is_empty() {
                     continue;
                 }
                 normalise_into(text, normalised);
+                window.reset();
+                if let Some(ex) = features.as_deref_mut() {
+                    let field = if source == TextSource::Subject {
+                        Field::Subject
+                    } else {
+                        Field::Body
+                    };
+                    ex.add_text(field, &normalised.text);
+                }
                 occurrences.clear();
                 self.matcher.find_into(&normalised.text, occurrences);
                 for occ in occurrences.iter() {
                     let (s, e) = (occ.start as usize, occ.end as usize);
-                    let Some(keyword) = self.keywords.keywords.get(occ.keyword as usize) else {
-                        continue;
-                    };
-                    if keyword.is_cjk() && !self.segmenter.is_word(&normalised.text, s, e, window) {
+                    if self.cjk[occ.keyword as usize]
+                        && !self.segmenter.is_word(&normalised.text, s, e, window)
+                    {
                         continue;
                     }
                     let range = normalised.source_range(text, s, e);
+                    // Only the first few occurrences of a keyword are shown.
+                    let seen = &mut shown[occ.keyword as usize];
+                    *seen = seen.saturating_add(1);
+                    let excerpt = if usize::from(*seen) <= score::MAX_LOCATIONS {
+                        excerpt(text, range.clone())
+                    } else {
+                        String::new()
+                    };
                     found.push(Found {
                         keyword: occ.keyword,
                         location: Location {
@@ -155,7 +255,7 @@ impl Engine {
                                 part - 1
                             },
                             offset: range.start,
-                            excerpt: excerpt(text, range),
+                            excerpt,
                         },
                     });
                 }

@@ -26,6 +26,14 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Check a configuration file (and the keyword lists it names).
     CheckConfig(cli::check::CheckArgs),
+    /// Learn a model from TREC-style labelled index files.
+    Train(cli::train::TrainArgs),
+    /// Correct the model with messages it got wrong (updates it in place).
+    Learn(cli::learn::LearnArgs),
+    /// Run the milter service for Postfix or Sendmail.
+    Milter(cli::milter::MilterArgs),
+    /// List, unlock or lock accounts locked for sending spam.
+    Accounts(cli::accounts::AccountsArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +42,10 @@ fn main() -> ExitCode {
         Command::Score(a) => cli::score::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::CheckConfig(a) => cli::check::run(a),
+        Command::Train(a) => cli::train::run(a),
+        Command::Learn(a) => cli::learn::run(a),
+        Command::Milter(a) => cli::milter::run(a),
+        Command::Accounts(a) => cli::accounts::run(a),
     };
     match result {
         Ok(code) => code,

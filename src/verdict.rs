@@ -168,4 +168,8 @@ pub struct Verdict {
     pub reason: Reason,
     /// The keywords found, strongest contribution first.
     pub hits: Vec<Hit>,
+    /// With a trained model: the tokens that weighed most, spam-wards (positive
+    /// weights, strongest first) then ham-wards (negative).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<crate::classify::TokenWeight>,
 }

@@ -201,7 +201,11 @@ fn check_config_names_file_line_and_field() {
 fn the_documented_example_config_is_valid() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaff.toml");
     let out = run(chaff().arg("check-config").arg(&example));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

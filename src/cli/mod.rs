@@ -1,9 +1,13 @@
 //! The subcommands of the `chaff` binary, one module each, and what they share.
 
+pub mod accounts;
 pub mod check;
 pub mod eval;
+pub mod learn;
+pub mod milter;
 pub mod output;
 pub mod score;
+pub mod train;
 
 use chaff::{Config, Engine};
 use std::path::Path;

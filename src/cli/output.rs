@@ -48,6 +48,14 @@ pub fn verdict_line(format: Format, path: &str, verdict: &Verdict) -> String {
                     hit.keyword, hit.count, hit.category, hit.contribution
                 );
             }
+            for t in &verdict.tokens {
+                let _ = write!(
+                    line,
+                    "\t{} {:+.2}",
+                    t.token.replace(['\t', '\n'], " "),
+                    t.weight
+                );
+            }
             line.push('\n');
             line
         }

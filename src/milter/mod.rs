@@ -1,7 +1,40 @@
 //! The milter service: Postfix and Sendmail hand each message to chaff over a socket.
 //!
-//! (Being written: see issue 4.)
+//! `chaff milter --listen inet:127.0.0.1:8891` speaks the Sendmail milter protocol,
+//! version 6, so an MTA can ask chaff about every message before accepting it:
+//!
+//! | verdict | what the MTA is told | what the SMTP client sees |
+//! |---|---|---|
+//! | deliver | add `X-Spam-Score` and `X-Spam-Status`, continue | `250 … queued` |
+//! | quarantine | the same headers, QUARANTINE with the reason | `250 … queued`; the message waits on hold |
+//! | reject | REPLYCODE with the reply (default below) | `557 5.7.1 forbid to send spam mail` |
+//! | oversize | REPLYCODE with the oversize reply | `552 5.3.4 Message size exceeds fixed limit` |
+//! | locked account | REPLYCODE with the reject reply | `557 5.7.1 forbid to send spam mail` |
+//! | chaff cannot decide | the `fallback` in `[milter]`: continue (default), tempfail or reject | |
+//!
+//! Mail from an SMTP-authenticated sender (`{auth_authen}`) is outbound: the engine
+//! applies the `[outbound]` thresholds, and an account whose mail is rejected
+//! `lock_after` times within `window_secs` is locked until
+//! `chaff accounts unlock USER` ([`accounts`]).
+//!
+//! The pieces, from the wire up:
+//! - [`protocol`]: the packet codec (chaff's own; see there why not a crate);
+//! - [`session`]: one connection's state machine, rebuilding each message without
+//!   buffering past `max_message_size`;
+//! - [`policy`]: the decision at end of message and the responses it becomes;
+//! - [`accounts`]: the lock store (redb), shared with the `chaff accounts` command;
+//! - [`server`]: listeners, timeouts, scan threads, SIGHUP reload, SIGTERM drain;
+//! - [`metrics`]: Prometheus counters served on `--metrics HOST:PORT`;
+//! - [`client`]: the MTA side, as Postfix speaks it, for tests and benchmarks;
+//! - [`config`] and [`settings`]: the `[milter]` and `[accounts]` tables, checked.
 
+pub mod accounts;
+pub mod client;
 pub mod config;
+pub mod metrics;
+pub mod policy;
 pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod settings;
 pub use config::{AccountsConfig, MilterConfig};

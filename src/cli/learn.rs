@@ -1,0 +1,96 @@
+//! `chaff learn --spam|--ham PATH...`: correct the model with messages it got wrong
+//! (like `sa-learn`). The model named by the config is updated and replaced
+//! atomically; scanners that are running pick it up within a second.
+
+use super::{CliError, load_config};
+use chaff::Engine;
+use chaff::classify::train::unix_now;
+use chaff::classify::{format, learn_message};
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `chaff learn`.
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("label").required(true).args(["spam", "ham"]))]
+pub struct LearnArgs {
+    /// A configuration file; its `model = "PATH"` is the model updated.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The model file to update (instead of the config's `model`).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The messages are spam.
+    #[arg(long)]
+    pub spam: bool,
+    /// The messages are ham (legitimate mail).
+    #[arg(long)]
+    pub ham: bool,
+    /// Messages: files, directories (recursive), Maildirs, mbox files, `-` for stdin.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Learns every message and replaces the model file.
+pub fn run(args: LearnArgs) -> Result<ExitCode, CliError> {
+    let mut config = load_config(args.config.as_deref())?;
+    let Some(path) = args.model.clone().or_else(|| config.model.clone()) else {
+        return Err(
+            "no model to update: set `model = \"PATH\"` in the config or pass --model".into(),
+        );
+    };
+    // Serialise concurrent learners: each reads, updates and replaces the file under
+    // an exclusive lock on a side file (the model file itself is replaced by rename).
+    let lock_path = {
+        let mut p = path.clone().into_os_string();
+        p.push(".lock");
+        PathBuf::from(p)
+    };
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+
+    let mut model = format::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    config.model = None;
+    let engine = Engine::new(&config)?;
+    let spam = args.spam;
+    let label = if spam { "spam" } else { "ham" };
+    let (mut learned, mut changed, mut failures) = (0u64, 0u64, 0u64);
+    for message in chaff::input::messages(&args.paths) {
+        let (name, bytes) = message.load();
+        let raw = match bytes {
+            Ok(raw) => raw,
+            Err(e) => {
+                eprintln!("chaff: {name}: {e}");
+                failures += 1;
+                continue;
+            }
+        };
+        let l = learn_message(&engine, &mut model, &raw, spam);
+        learned += 1;
+        changed += u64::from(l.steps > 0);
+        println!("{name}\t{label}\tscore {:.2} -> {:.2}", l.before, l.after);
+    }
+    if spam {
+        model.meta.stats.learned_spam += learned;
+    } else {
+        model.meta.stats.learned_ham += learned;
+    }
+    model.meta.stats.updated = unix_now();
+    format::save(&model, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    drop(lock);
+    eprintln!(
+        "chaff: learned {learned} message(s) as {label} ({changed} changed the model): {}",
+        path.display()
+    );
+    Ok(if failures > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,70 @@
+//! `chaff milter`: run the milter service for Postfix or Sendmail.
+//!
+//! The service itself is `chaff::milter::server`; this module turns the command line
+//! and the `[milter]` table into its options, and sets up logging (one line per
+//! message on stderr, which systemd's journal collects).
+
+use super::{CliError, load_config};
+use chaff::milter::server::{self, ListenAddr, ServeOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `chaff milter`.
+#[derive(clap::Args)]
+pub struct MilterArgs {
+    /// A configuration file (default: the embedded defaults); SIGHUP reads it again.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where to listen: `inet:HOST:PORT`, `inet:PORT@HOST` or `unix:PATH`
+    /// (default: `listen` in `[milter]`).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Serve Prometheus metrics at `http://HOST:PORT/metrics`
+    /// (default: `metrics` in `[milter]`).
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// Log filter, e.g. `info` or `chaff=debug` (default: `$CHAFF_LOG`, else `info`).
+    #[arg(long)]
+    pub log: Option<String>,
+}
+
+/// Sets up `tracing` output on stderr.
+pub fn init_logging(filter: Option<&str>) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = filter
+        .map(str::to_string)
+        .or_else(|| std::env::var("CHAFF_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+pub fn run(args: MilterArgs) -> Result<ExitCode, CliError> {
+    init_logging(args.log.as_deref());
+    let config = load_config(args.config.as_deref())?;
+    let listen = args.listen.or_else(|| config.milter.listen.clone()).ok_or(
+        "no listen address: give --listen inet:HOST:PORT or unix:PATH, or set `listen` in [milter]",
+    )?;
+    let listen: ListenAddr = listen.parse()?;
+    let metrics = args.metrics.or_else(|| config.milter.metrics.clone());
+    let config_path = match &args.config {
+        Some(p) => Some(std::path::absolute(p)?),
+        None => None,
+    };
+    server::run(
+        &config,
+        ServeOptions {
+            listen,
+            metrics,
+            config_path,
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

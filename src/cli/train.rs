@@ -1,0 +1,512 @@
+//! `chaff train`: learn a model from TREC-style labelled indexes; and the train/test
+//! modes of `chaff eval` (`--train INDEX`, `--split FRACTION`), which train the same
+//! way in memory and then measure the model on mail it has not seen.
+
+use super::output::Format;
+use super::{CliError, load_config, progress};
+use chaff::classify::bayes::Bayes;
+use chaff::classify::model::{Model, TrainedThresholds};
+use chaff::classify::train::{Example, TrainReport, Trainer, prepare};
+use chaff::classify::{ClassifierConfig, format};
+use chaff::eval::{Confusion, fpr_at_recall, recall_at_fpr, roc_auc};
+use chaff::input::index::{self, Labelled};
+use chaff::ordered::Ordered;
+use chaff::{Action, Config, Engine, Envelope};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Arguments of `chaff train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// A configuration file (default: the embedded defaults). Its keyword lists,
+    /// scoring and `[classifier]` settings are what the model is trained with.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output format of the report.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Worker threads for reading and decoding (0: one per core).
+    #[arg(long, short, default_value_t = 0)]
+    pub jobs: usize,
+    /// Where to write the model (replaced atomically).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Index files: lines of `spam PATH` or `ham PATH`, relative to the index, in
+    /// the order the mail arrived.
+    #[arg(required = true)]
+    pub indexes: Vec<PathBuf>,
+}
+
+/// The report of a training run.
+#[derive(Debug, Serialize)]
+pub struct TrainSummary {
+    /// Messages learned.
+    pub messages: u64,
+    /// Spam learned.
+    pub spam: u64,
+    /// Ham learned.
+    pub ham: u64,
+    /// Messages that could not be read.
+    pub unreadable: u64,
+    /// Training throughput, reading and decoding included.
+    pub msgs_per_sec: f64,
+    /// ROC AUC of the cross-fitted scores on the training data.
+    pub crossfit_auc: Option<f64>,
+    /// The thresholds chosen (score points) and what they give on the training data.
+    pub thresholds: Option<TrainedThresholds>,
+    /// The model file size in bytes (when written).
+    pub model_bytes: Option<u64>,
+}
+
+/// Trains on every index and writes the model.
+pub fn run(args: TrainArgs) -> Result<ExitCode, CliError> {
+    let config = load_config(args.config.as_deref())?;
+    config.classifier.validate()?;
+    let labelled = read_indexes(&args.indexes)?;
+    let (model, summary) = train(&config, labelled, args.jobs)?;
+    if summary.messages == 0 {
+        return Err("no message could be read: nothing to train on".into());
+    }
+    format::save(&model, &args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
+    let summary = TrainSummary {
+        model_bytes: std::fs::metadata(&args.output).ok().map(|m| m.len()),
+        ..summary
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string(&summary)?),
+        Format::Text => {
+            print_train_summary(&summary);
+            println!("model             {}", args.output.display());
+        }
+    }
+    Ok(if summary.unreadable > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reads and concatenates index files, in order.
+fn read_indexes(indexes: &[PathBuf]) -> Result<Vec<Labelled>, CliError> {
+    let mut labelled = Vec::new();
+    for idx in indexes {
+        labelled.extend(index::read(idx)?);
+    }
+    Ok(labelled)
+}
+
+/// The engine training reads mail with: the config's keywords and scoring, no model.
+fn reading_engine(config: &Config) -> Result<Engine, CliError> {
+    let mut config = config.clone();
+    config.model = None;
+    Ok(Engine::new(&config)?)
+}
+
+/// Trains a model on labelled messages (in their order).
+fn train(
+    config: &Config,
+    labelled: Vec<Labelled>,
+    jobs: usize,
+) -> Result<(Model, TrainSummary), CliError> {
+    let engine = reading_engine(config)?;
+    let cfg = &config.classifier;
+    let features = cfg.feature_config();
+    let ordered = Ordered::new(jobs)?;
+    let bar = progress(Some(labelled.len() as u64));
+    let mut trainer = Trainer::new(cfg);
+    let mut unreadable = 0u64;
+    let started = Instant::now();
+    ordered.run(
+        labelled,
+        |item| match std::fs::read(&item.path) {
+            Ok(raw) => Ok(prepare(&engine, &features, &raw, item.spam)),
+            Err(e) => Err(format!("{}: {e}", item.path.display())),
+        },
+        |result| {
+            bar.inc(1);
+            match result {
+                Ok(example) => trainer.add(example),
+                Err(e) => {
+                    unreadable += 1;
+                    eprintln!("chaff: {e}");
+                }
+            }
+        },
+    );
+    let (model, report) = trainer.finish(engine.keywords());
+    let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let TrainReport {
+        spam,
+        ham,
+        crossfit_auc,
+        ..
+    } = report;
+    let summary = TrainSummary {
+        messages: spam + ham,
+        spam,
+        ham,
+        unreadable,
+        msgs_per_sec: per_sec(spam + ham + unreadable, elapsed),
+        crossfit_auc,
+        thresholds: model.meta.thresholds,
+        model_bytes: None,
+    };
+    Ok((model, summary))
+}
+
+fn per_sec(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+fn print_train_summary(s: &TrainSummary) {
+    println!(
+        "trained on        {} messages (spam {}, ham {}), {:.0} msgs/s",
+        s.messages, s.spam, s.ham, s.msgs_per_sec
+    );
+    if s.unreadable > 0 {
+        println!("unreadable        {}", s.unreadable);
+    }
+    if let Some(auc) = s.crossfit_auc {
+        println!(
+            "cross-fitted AUC  {auc:.6}  (1-AUC {:.4} %)",
+            (1.0 - auc) * 100.0
+        );
+    }
+    if let Some(t) = &s.thresholds {
+        println!(
+            "quarantine        {} points: training ham FPR ≤ {:.3} %, spam recall {:.2} %",
+            t.quarantine,
+            t.quarantine_fpr * 100.0,
+            t.quarantine_recall * 100.0
+        );
+        println!(
+            "reject            {} points: training ham FPR ≤ {:.3} %, spam recall {:.2} %",
+            t.reject,
+            t.reject_fpr * 100.0,
+            t.reject_recall * 100.0
+        );
+    } else {
+        println!("thresholds        not trained (needs both spam and ham)");
+    }
+    if let Some(b) = s.model_bytes {
+        println!("model size        {:.1} MB", b as f64 / (1u64 << 20) as f64);
+    }
+}
+
+/// Which classifier `chaff eval --train/--split` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    /// Online logistic regression (what chaff ships): the full verdict score.
+    Logistic,
+    /// Naive Bayes with Robinson–Fisher combining, on the same features (for
+    /// comparison only: classifier score alone).
+    Bayes,
+}
+
+/// Ranking figures of one score.
+#[derive(Debug, Serialize)]
+pub struct Ranking {
+    /// ROC area under the curve.
+    pub auc: f64,
+    /// (1-AUC) in percent.
+    pub one_minus_auc_pct: f64,
+    /// Spam recall at 0.1 % ham false positives.
+    pub recall_at_0_1pct_fpr: f64,
+    /// Ham false positives at 99 % spam recall.
+    pub fpr_at_99pct_recall: f64,
+    /// Spam recall at 0.5 % ham false positives.
+    pub recall_at_0_5pct_fpr: f64,
+    /// Ham false positives at 98 % spam recall.
+    pub fpr_at_98pct_recall: f64,
+}
+
+impl Ranking {
+    fn of(scored: &[(f64, bool)]) -> Ranking {
+        let auc = roc_auc(scored);
+        Ranking {
+            auc,
+            one_minus_auc_pct: (1.0 - auc) * 100.0,
+            recall_at_0_1pct_fpr: recall_at_fpr(scored, 0.001),
+            fpr_at_99pct_recall: fpr_at_recall(scored, 0.99),
+            recall_at_0_5pct_fpr: recall_at_fpr(scored, 0.005),
+            fpr_at_98pct_recall: fpr_at_recall(scored, 0.98),
+        }
+    }
+}
+
+/// The report of a train/test evaluation.
+#[derive(Debug, Serialize)]
+pub struct TrainEvalReport {
+    /// The method measured.
+    pub method: String,
+    /// Training messages and speed.
+    pub train: TrainSummary,
+    /// Test messages scored.
+    pub messages: u64,
+    /// Spam flagged at the thresholds in force.
+    pub tp: u64,
+    /// Ham flagged.
+    pub fp: u64,
+    /// Ham delivered.
+    pub tn: u64,
+    /// Spam delivered.
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+    /// Share of spam flagged.
+    pub spam_recall: f64,
+    /// Share of ham flagged.
+    pub ham_fpr: f64,
+    /// The ranking figures of the score measured.
+    #[serde(flatten)]
+    pub ranking: Ranking,
+    /// With the logistic regression: the ranking figures of the classifier's
+    /// log-odds alone (no keywords), for comparison with other classifiers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classifier_alone: Option<Ranking>,
+    /// Test messages that could not be read.
+    pub unreadable: u64,
+    /// Scanning throughput with the model (reading included).
+    pub msgs_per_sec: f64,
+}
+
+/// `chaff eval` in train/test mode: train on `train` indexes (or the first `split`
+/// of `tests`), measure on the rest.
+pub fn eval_trained(
+    config: Option<&Path>,
+    format: Format,
+    jobs: usize,
+    train_indexes: &[PathBuf],
+    split: Option<f64>,
+    method: Method,
+    tests: &[PathBuf],
+) -> Result<ExitCode, CliError> {
+    let config = load_config(config)?;
+    config.classifier.validate()?;
+    let (train_set, test_set) = match split {
+        Some(f) => {
+            if !(f > 0.0 && f < 1.0) {
+                return Err("--split must be between 0 and 1 (e.g. 0.5)".into());
+            }
+            let mut all = read_indexes(tests)?;
+            all.extend(read_indexes(train_indexes)?);
+            let n = (all.len() as f64 * f).floor() as usize;
+            let test = all.split_off(n);
+            (all, test)
+        }
+        None => (read_indexes(train_indexes)?, read_indexes(tests)?),
+    };
+    if train_set.is_empty() || test_set.is_empty() {
+        return Err("nothing to train on or nothing to test".into());
+    }
+    let report = match method {
+        Method::Logistic => eval_logistic(&config, train_set, test_set, jobs)?,
+        Method::Bayes => eval_bayes(&config, train_set, test_set, jobs)?,
+    };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(&report)?),
+        Format::Text => print_eval(&report),
+    }
+    Ok(if report.unreadable + report.train.unreadable > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn eval_logistic(
+    config: &Config,
+    train_set: Vec<Labelled>,
+    test_set: Vec<Labelled>,
+    jobs: usize,
+) -> Result<TrainEvalReport, CliError> {
+    let (model, train) = train(config, train_set, jobs)?;
+    let model_bytes = format::to_bytes(&model).ok().map(|b| b.len() as u64);
+    let engine = reading_engine(config)?.with_model(model);
+    let ordered = Ordered::new(jobs)?;
+    let test_paths: Vec<(bool, PathBuf)> =
+        test_set.iter().map(|l| (l.spam, l.path.clone())).collect();
+    let bar = progress(Some(test_set.len() as u64));
+    let envelope = Envelope::default();
+    let mut confusion = Confusion::default();
+    let mut scored = Vec::with_capacity(test_set.len());
+    let mut unreadable = 0u64;
+    let started = Instant::now();
+    ordered.run(
+        test_set,
+        |item| {
+            let result = std::fs::read(&item.path).map(|raw| engine.scan(&raw, &envelope));
+            (item, result.map(|v| (v.score, v.action != Action::Deliver)))
+        },
+        |(item, result)| {
+            bar.inc(1);
+            match result {
+                Ok((score, flagged)) => {
+                    confusion.add(item.spam, flagged);
+                    scored.push((score, item.spam));
+                }
+                Err(e) => {
+                    unreadable += 1;
+                    eprintln!("chaff: {}: {e}", item.path.display());
+                }
+            }
+        },
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    // The classifier alone, on the same test messages (not timed).
+    let classifier_alone = engine.model().map(|loaded| {
+        let model = &loaded.model;
+        let features = model.meta.features.clone();
+        let mut alone = Vec::with_capacity(test_paths.len());
+        ordered.run(
+            test_paths,
+            |(spam, path)| {
+                std::fs::read(&path)
+                    .ok()
+                    .map(|raw| (prepare(&engine, &features, &raw, spam), spam))
+            },
+            |r| {
+                if let Some((e, spam)) = r {
+                    alone.push((model.logit_buckets(&e.feats), spam));
+                }
+            },
+        );
+        Ranking::of(&alone)
+    });
+    Ok(TrainEvalReport {
+        method: "logistic regression (verdict score: keywords + classifier)".into(),
+        train: TrainSummary {
+            model_bytes,
+            ..train
+        },
+        messages: confusion.total(),
+        tp: confusion.tp,
+        fp: confusion.fp,
+        tn: confusion.tn,
+        fn_: confusion.fn_,
+        spam_recall: confusion.spam_recall(),
+        ham_fpr: confusion.ham_fpr(),
+        ranking: Ranking::of(&scored),
+        classifier_alone,
+        unreadable,
+        msgs_per_sec: per_sec(confusion.total() + unreadable, elapsed),
+    })
+}
+
+/// Prepares examples of labelled messages (unreadable ones are counted and skipped).
+fn examples(
+    engine: &Engine,
+    cfg: &ClassifierConfig,
+    set: Vec<Labelled>,
+    jobs: usize,
+) -> Result<(Vec<Example>, u64), CliError> {
+    let features = cfg.feature_config();
+    let ordered = Ordered::new(jobs)?;
+    let mut out = Vec::with_capacity(set.len());
+    let mut unreadable = 0;
+    ordered.run(
+        set,
+        |item| std::fs::read(&item.path).map(|raw| prepare(engine, &features, &raw, item.spam)),
+        |r| match r {
+            Ok(e) => out.push(e),
+            Err(_) => unreadable += 1,
+        },
+    );
+    Ok((out, unreadable))
+}
+
+fn eval_bayes(
+    config: &Config,
+    train_set: Vec<Labelled>,
+    test_set: Vec<Labelled>,
+    jobs: usize,
+) -> Result<TrainEvalReport, CliError> {
+    let engine = reading_engine(config)?;
+    let cfg = &config.classifier;
+    let started = Instant::now();
+    let (train, train_unreadable) = examples(&engine, cfg, train_set, jobs)?;
+    let mut bayes = Bayes::new(cfg.bits);
+    train.iter().for_each(|e| bayes.add(e));
+    let train_secs = started.elapsed().as_secs_f64();
+    let (spam, ham) = train.iter().fold(
+        (0, 0),
+        |(s, h), e| {
+            if e.spam { (s + 1, h) } else { (s, h + 1) }
+        },
+    );
+    let started = Instant::now();
+    let (test, unreadable) = examples(&engine, cfg, test_set, jobs)?;
+    let scored: Vec<(f64, bool)> = test
+        .iter()
+        .map(|e| (bayes.spamicity(&e.feats), e.spam))
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut confusion = Confusion::default();
+    // bogofilter's default spam cutoff.
+    scored
+        .iter()
+        .for_each(|&(s, spam)| confusion.add(spam, s >= 0.99));
+    Ok(TrainEvalReport {
+        method: "naive Bayes, Robinson-Fisher (classifier score alone)".into(),
+        train: TrainSummary {
+            messages: spam + ham,
+            spam,
+            ham,
+            unreadable: train_unreadable,
+            msgs_per_sec: per_sec(spam + ham, train_secs),
+            crossfit_auc: None,
+            thresholds: None,
+            model_bytes: None,
+        },
+        messages: confusion.total(),
+        tp: confusion.tp,
+        fp: confusion.fp,
+        tn: confusion.tn,
+        fn_: confusion.fn_,
+        spam_recall: confusion.spam_recall(),
+        ham_fpr: confusion.ham_fpr(),
+        ranking: Ranking::of(&scored),
+        classifier_alone: None,
+        unreadable,
+        msgs_per_sec: per_sec(confusion.total() + unreadable, elapsed),
+    })
+}
+
+fn print_eval(r: &TrainEvalReport) {
+    let pct = |x: f64| format!("{:.3} %", x * 100.0);
+    println!("method            {}", r.method);
+    print_train_summary(&r.train);
+    println!("tested on         {} messages", r.messages);
+    println!(
+        "TP / FP / TN / FN {} / {} / {} / {}",
+        r.tp, r.fp, r.tn, r.fn_
+    );
+    println!("spam recall       {}", pct(r.spam_recall));
+    println!("ham FP rate       {}", pct(r.ham_fpr));
+    println!(
+        "ROC AUC           {:.6}  (1-AUC {:.4} %)",
+        r.ranking.auc, r.ranking.one_minus_auc_pct
+    );
+    println!("recall @0.1% FPR  {}", pct(r.ranking.recall_at_0_1pct_fpr));
+    println!("FPR @99% recall   {}", pct(r.ranking.fpr_at_99pct_recall));
+    println!("recall @0.5% FPR  {}", pct(r.ranking.recall_at_0_5pct_fpr));
+    println!("FPR @98% recall   {}", pct(r.ranking.fpr_at_98pct_recall));
+    if let Some(c) = &r.classifier_alone {
+        println!(
+            "classifier alone  1-AUC {:.4} %, recall @0.1% FPR {}, FPR @99% recall {}",
+            c.one_minus_auc_pct,
+            pct(c.recall_at_0_1pct_fpr),
+            pct(c.fpr_at_99pct_recall)
+        );
+    }
+    if r.unreadable > 0 {
+        println!("unreadable        {}", r.unreadable);
+    }
+    println!(
+        "messages/s        {:.0} (scanning the test set)",
+        r.msgs_per_sec
+    );
+}

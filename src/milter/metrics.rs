@@ -1,0 +1,256 @@
+//! Prometheus metrics of the milter service, in the text exposition format.
+//!
+//! A handful of counters and one histogram need no metrics crate: they are atomics
+//! here, rendered by hand, and served by a minimal HTTP responder on a plain TCP
+//! listener (`--metrics HOST:PORT`, path `/metrics`).
+
+use super::policy::Outcome;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds of the scan-latency histogram buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// Kinds of errors counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A peer sent a malformed, oversized or out-of-order packet.
+    Protocol,
+    /// A peer went silent past the read timeout, or could not be written to in time.
+    Timeout,
+    /// A peer disconnected in the middle of a message.
+    Disconnect,
+    /// A scan panicked or timed out (the fallback answered).
+    Scan,
+    /// The lock store failed.
+    Store,
+    /// A socket error.
+    Io,
+}
+
+impl ErrorKind {
+    /// Every kind, in metrics order.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Protocol,
+        ErrorKind::Timeout,
+        ErrorKind::Disconnect,
+        ErrorKind::Scan,
+        ErrorKind::Store,
+        ErrorKind::Io,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Disconnect => "disconnect",
+            ErrorKind::Scan => "scan",
+            ErrorKind::Store => "store",
+            ErrorKind::Io => "io",
+        }
+    }
+}
+
+/// The service's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    messages: [AtomicU64; 6],
+    errors: [AtomicU64; 6],
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_ns: AtomicU64,
+    connections_total: AtomicU64,
+    connections_active: AtomicI64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    locks_made: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a decided message.
+    pub fn message(&self, outcome: Outcome) {
+        self.messages[outcome.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Messages counted with `outcome` so far.
+    pub fn messages(&self, outcome: Outcome) -> u64 {
+        self.messages[outcome.index()].load(Relaxed)
+    }
+
+    /// Counts an error.
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Errors of `kind` so far.
+    pub fn errors(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind as usize].load(Relaxed)
+    }
+
+    /// Records one scan's duration.
+    pub fn scan_latency(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&b| secs <= b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_ns
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// A connection opened.
+    pub fn connection_opened(&self) {
+        self.connections_total.fetch_add(1, Relaxed);
+        self.connections_active.fetch_add(1, Relaxed);
+    }
+
+    /// A connection closed.
+    pub fn connection_closed(&self) {
+        self.connections_active.fetch_sub(1, Relaxed);
+    }
+
+    /// Connections open now.
+    pub fn connections_active(&self) -> i64 {
+        self.connections_active.load(Relaxed)
+    }
+
+    /// Counts a reload.
+    pub fn reload(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.fetch_add(1, Relaxed);
+        } else {
+            self.reloads_failed.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts an account locked by the service.
+    pub fn lock_made(&self) {
+        self.locks_made.fetch_add(1, Relaxed);
+    }
+
+    /// Renders the text exposition; `locked` is the current number of locked
+    /// accounts, when the store could be read.
+    pub fn render(&self, locked: Option<u64>) -> String {
+        let mut s = String::with_capacity(4096);
+        let _ = writeln!(
+            s,
+            "# HELP chaff_milter_messages_total Messages decided, by outcome.\n\
+             # TYPE chaff_milter_messages_total counter"
+        );
+        for o in Outcome::ALL {
+            let _ = writeln!(
+                s,
+                "chaff_milter_messages_total{{action=\"{}\"}} {}",
+                o.as_str(),
+                self.messages(o)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP chaff_milter_errors_total Errors, by kind.\n\
+             # TYPE chaff_milter_errors_total counter"
+        );
+        for k in ErrorKind::ALL {
+            let _ = writeln!(
+                s,
+                "chaff_milter_errors_total{{kind=\"{}\"}} {}",
+                k.as_str(),
+                self.errors(k)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP chaff_milter_scan_seconds Time to scan one message.\n\
+             # TYPE chaff_milter_scan_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            let _ = writeln!(
+                s,
+                "chaff_milter_scan_seconds_bucket{{le=\"{b}\"}} {cumulative}"
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(s, "chaff_milter_scan_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            s,
+            "chaff_milter_scan_seconds_sum {}",
+            self.latency_sum_ns.load(Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(s, "chaff_milter_scan_seconds_count {count}");
+        let gauges: [(&str, &str, &str, String); 5] = [
+            (
+                "chaff_milter_connections_total",
+                "counter",
+                "MTA connections accepted.",
+                self.connections_total.load(Relaxed).to_string(),
+            ),
+            (
+                "chaff_milter_connections_active",
+                "gauge",
+                "MTA connections open now.",
+                self.connections_active().to_string(),
+            ),
+            (
+                "chaff_milter_reloads_total",
+                "counter",
+                "Successful configuration reloads.",
+                self.reloads_ok.load(Relaxed).to_string(),
+            ),
+            (
+                "chaff_milter_reload_failures_total",
+                "counter",
+                "Refused configuration reloads (the old configuration kept serving).",
+                self.reloads_failed.load(Relaxed).to_string(),
+            ),
+            (
+                "chaff_milter_accounts_locked_total",
+                "counter",
+                "Accounts locked by this process.",
+                self.locks_made.load(Relaxed).to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        if let Some(n) = locked {
+            let _ = writeln!(
+                s,
+                "# HELP chaff_milter_locked_accounts Accounts locked now.\n\
+                 # TYPE chaff_milter_locked_accounts gauge\n\
+                 chaff_milter_locked_accounts {n}"
+            );
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let m = Metrics::default();
+        m.message(Outcome::Reject);
+        m.message(Outcome::Reject);
+        m.error(ErrorKind::Protocol);
+        m.scan_latency(Duration::from_micros(300));
+        m.scan_latency(Duration::from_millis(3));
+        let text = m.render(Some(2));
+        assert!(text.contains("chaff_milter_messages_total{action=\"reject\"} 2\n"));
+        assert!(text.contains("chaff_milter_errors_total{kind=\"protocol\"} 1\n"));
+        assert!(text.contains("chaff_milter_scan_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(text.contains("chaff_milter_scan_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(text.contains("chaff_milter_scan_seconds_count 2\n"));
+        assert!(text.contains("chaff_milter_locked_accounts 2\n"));
+    }
+}

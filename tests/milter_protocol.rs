@@ -1,0 +1,509 @@
+//! The milter service over real sockets, driven by chaff's MTA-side client speaking
+//! as Postfix does: every action, the envelope, locked accounts, and peers that
+//! misbehave (garbage, oversized packets, early disconnects, silence).
+
+mod milter_support;
+
+use chaff::milter::client::{Answer, Client, Envelope, POSTFIX_OFFER};
+use chaff::milter::protocol::{Command, OptNeg, Response, actions, proto};
+use chaff::{Engine, Envelope as ScanEnvelope};
+use milter_support::*;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+fn env<'a>(auth: Option<&'a str>, qid: &'a str) -> Envelope<'a> {
+    Envelope {
+        sender: "sender@example.com",
+        recipients: vec!["rcpt@example.org"],
+        auth_user: auth,
+        queue_id: Some(qid),
+    }
+}
+
+fn send(addr: &str, auth: Option<&str>, raw: &str) -> Answer {
+    let mut c = Client::connect(addr).expect("connect");
+    c.smtp_connect("client.test", "192.0.2.10")
+        .expect("connect info");
+    let a = c
+        .message(&env(auth, "QTEST"), raw.as_bytes())
+        .expect("message");
+    let _ = c.quit();
+    a
+}
+
+#[test]
+fn deliver_quarantine_and_reject_with_the_exact_reply() {
+    let f = fixture();
+    let h = start(&f.config);
+    let engine = Engine::new(&f.config).unwrap();
+
+    let ham = send(h.addr(), None, HAM);
+    assert_eq!(ham.action(), "deliver", "{ham:?}");
+    let want = engine.scan(HAM.as_bytes(), &ScanEnvelope::default());
+    assert_eq!(
+        ham.header("X-Spam-Score"),
+        Some(&*format!("{:.2}", want.score))
+    );
+    let status = ham.header("X-Spam-Status").expect("status header");
+    assert!(status.starts_with("No, score="), "{status}");
+
+    let medium = send(h.addr(), None, MEDIUM);
+    assert_eq!(medium.action(), "quarantine", "{medium:?}");
+    assert!(medium.header("X-Spam-Status").unwrap().starts_with("Yes,"));
+    let reason = medium.responses.iter().find_map(|r| match r {
+        Response::Quarantine(t) => Some(t.clone()),
+        _ => None,
+    });
+    assert!(reason.unwrap().starts_with("chaff: score "));
+
+    let spam = send(h.addr(), None, SPAM);
+    assert_eq!(spam.action(), "reject");
+    assert_eq!(
+        spam.last(),
+        Some(&Response::ReplyCode(
+            "557 5.7.1 forbid to send spam mail".into()
+        ))
+    );
+    assert_eq!(spam.stage, "BODYEOB");
+
+    let m = scrape(&h);
+    assert_eq!(
+        metric(&m, "chaff_milter_messages_total{action=\"deliver\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "chaff_milter_messages_total{action=\"quarantine\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "chaff_milter_messages_total{action=\"reject\"}"),
+        Some(1.0)
+    );
+    assert_eq!(metric(&m, "chaff_milter_scan_seconds_count"), Some(3.0));
+    h.shutdown();
+}
+
+#[test]
+fn negotiation_grants_what_chaff_needs_and_pipelines_the_envelope() {
+    let f = fixture();
+    let h = start(&f.config);
+    let c = Client::connect(h.addr()).unwrap();
+    let n = c.negotiated();
+    assert_eq!(n.version, 6);
+    for a in [
+        actions::ADDHDRS,
+        actions::CHGHDRS,
+        actions::QUARANTINE,
+        actions::SETSYMLIST,
+    ] {
+        assert!(n.actions & a != 0, "action {a:#x} not requested");
+    }
+    for p in [proto::NR_MAIL, proto::NR_RCPT, proto::NR_HDR, proto::NOHELO] {
+        assert!(n.protocol & p != 0, "flag {p:#x} not requested");
+    }
+    assert!(
+        c.requested_macros()
+            .iter()
+            .any(|(_, names)| names.contains("{auth_authen}"))
+    );
+    // An MTA that offers nothing optional (protocol version 2) is still served.
+    let c = Client::connect_with(
+        h.addr(),
+        OptNeg {
+            version: 2,
+            actions: actions::ADDHDRS,
+            protocol: 0,
+        },
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(c.negotiated().version, 2);
+    assert_eq!(c.negotiated().protocol, 0);
+    let mut c = c;
+    let a = c.message(&env(None, "Q2"), SPAM.as_bytes()).unwrap();
+    assert_eq!(a.action(), "reject");
+    h.shutdown();
+}
+
+#[test]
+fn forged_status_headers_are_removed_before_chaff_adds_its_own() {
+    let f = fixture();
+    let h = start(&f.config);
+    let forged = format!("X-Spam-Status: No, trust me\r\nX-Spam-Score: -100\r\n{HAM}");
+    let a = send(h.addr(), None, &forged);
+    assert_eq!(a.action(), "deliver");
+    assert!(a.responses.contains(&Response::ChangeHeader {
+        index: 1,
+        name: "X-Spam-Status".into(),
+        value: String::new()
+    }));
+    assert!(a.responses.contains(&Response::ChangeHeader {
+        index: 1,
+        name: "X-Spam-Score".into(),
+        value: String::new()
+    }));
+    h.shutdown();
+}
+
+#[test]
+fn percent_in_the_reply_is_doubled_on_the_wire() {
+    let mut f = fixture();
+    f.config.reject_reply = "550 5.7.1 100% spam".into();
+    let h = start(&f.config);
+    let a = send(h.addr(), None, SPAM);
+    assert_eq!(
+        a.last(),
+        Some(&Response::ReplyCode("550 5.7.1 100%% spam".into()))
+    );
+    assert_eq!(a.reply().as_deref(), Some("550 5.7.1 100% spam"));
+    h.shutdown();
+}
+
+#[test]
+fn an_account_that_keeps_sending_spam_is_locked_until_unlocked() {
+    let f = fixture();
+    let h = start(&f.config);
+    for i in 0..3 {
+        let a = send(h.addr(), Some("mallory"), SPAM);
+        assert_eq!(a.action(), "reject", "spam {i}");
+    }
+    // Locked: even clean mail is refused with the reject reply.
+    let a = send(h.addr(), Some("mallory"), HAM);
+    assert_eq!(
+        a.reply().as_deref(),
+        Some("557 5.7.1 forbid to send spam mail")
+    );
+    // Other accounts and unauthenticated mail are not affected.
+    assert_eq!(send(h.addr(), Some("alice"), HAM).action(), "deliver");
+    assert_eq!(send(h.addr(), None, HAM).action(), "deliver");
+
+    let store = h.service().store().unwrap();
+    let locks = store.list().unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].0, "mallory");
+    assert!(
+        locks[0]
+            .1
+            .reason
+            .starts_with("3 rejected messages within 3600 s; last: queue id QTEST")
+    );
+    let m = scrape(&h);
+    assert_eq!(
+        metric(&m, "chaff_milter_messages_total{action=\"locked\"}"),
+        Some(1.0)
+    );
+    assert_eq!(metric(&m, "chaff_milter_locked_accounts"), Some(1.0));
+
+    // The admin command opens the same file while the service runs.
+    let admin = chaff::milter::accounts::AccountStore::open(&f.config.accounts.db).unwrap();
+    assert!(admin.unlock("mallory").unwrap());
+    assert_eq!(send(h.addr(), Some("mallory"), HAM).action(), "deliver");
+    h.shutdown();
+}
+
+#[test]
+fn oversize_mail_gets_552_at_the_chunk_that_crosses_the_limit() {
+    let mut f = fixture();
+    f.config.max_message_size = 100_000;
+    f.config.milter.refuse_oversize_early = true;
+    let h = start(&f.config);
+    let big = format!("{HAM}{}", "x".repeat(200) + "\r\n").repeat(2000);
+    let a = send(h.addr(), None, &big);
+    assert_eq!(a.stage, "BODY", "refused before end of message");
+    assert_eq!(
+        a.reply().as_deref(),
+        Some("552 5.3.4 Message size exceeds fixed limit")
+    );
+    // The connection is still usable for the next message.
+    let mut c = Client::connect(h.addr()).unwrap();
+    assert_eq!(
+        c.message(&env(None, "A"), big.as_bytes()).unwrap().stage,
+        "BODY"
+    );
+    assert_eq!(
+        c.message(&env(None, "B"), HAM.as_bytes()).unwrap().action(),
+        "deliver"
+    );
+    let m = scrape(&h);
+    assert_eq!(
+        metric(&m, "chaff_milter_messages_total{action=\"oversize\"}"),
+        Some(2.0)
+    );
+    h.shutdown();
+}
+
+fn closed_by_server(c: &mut std::net::TcpStream) -> bool {
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 64];
+    matches!(c.read(&mut b), Ok(0) | Err(_))
+}
+
+fn raw_conn(addr: &str) -> std::net::TcpStream {
+    std::net::TcpStream::connect(addr.strip_prefix("inet:").unwrap()).unwrap()
+}
+
+#[test]
+fn by_default_oversize_mail_gets_552_at_end_of_message() {
+    let mut f = fixture();
+    f.config.max_message_size = 100_000;
+    let h = start(&f.config);
+    let big = format!("{HAM}{}", "x".repeat(200) + "\r\n").repeat(2000);
+    let a = send(h.addr(), None, &big);
+    assert_eq!(a.stage, "BODYEOB");
+    assert_eq!(
+        a.reply().as_deref(),
+        Some("552 5.3.4 Message size exceeds fixed limit")
+    );
+    h.shutdown();
+}
+
+#[test]
+fn garbage_oversized_packets_and_early_disconnects_are_dropped_cleanly() {
+    use std::io::Write;
+    let f = fixture();
+    let h = start(&f.config);
+
+    // Random bytes: an unknown command is a protocol error; the peer is dropped.
+    let mut c = raw_conn(h.addr());
+    c.write_all(b"\0\0\0\x05Zjunk").unwrap();
+    assert!(closed_by_server(&mut c));
+
+    // HTTP instead of milter: the "length" is huge and is refused from its 4 bytes.
+    let mut c = raw_conn(h.addr());
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert!(closed_by_server(&mut c));
+
+    // A packet announcing 100 MB is refused before any of it is read.
+    let mut c = raw_conn(h.addr());
+    c.write_all(&100_000_000u32.to_be_bytes()).unwrap();
+    c.write_all(b"B").unwrap();
+    assert!(closed_by_server(&mut c));
+
+    // A malformed but known command.
+    let mut c = Client::connect(h.addr()).unwrap();
+    c.send_raw(b"\0\0\0\x03Mab").unwrap(); // MAIL without its NUL
+    assert!(c.read_response().is_err());
+
+    // A command before negotiation.
+    let mut c = raw_conn(h.addr());
+    let mut out = Vec::new();
+    Command::Data.encode(&mut out);
+    c.write_all(&out).unwrap();
+    assert!(closed_by_server(&mut c));
+
+    // Disconnect in the middle of a message, and in the middle of a packet.
+    let mut c = Client::connect(h.addr()).unwrap();
+    c.queue(&Command::Mail(vec![b"<a@b>"]));
+    c.queue(&Command::Header {
+        name: b"Subject",
+        value: b" half a message",
+    });
+    c.flush().unwrap();
+    drop(c);
+    let mut c = raw_conn(h.addr());
+    c.write_all(b"\0\0\0\x0dO\0\0\0").unwrap();
+    drop(c);
+
+    // The service keeps serving.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(send(h.addr(), None, SPAM).action(), "reject");
+    let m = wait_metric(&h, "chaff_milter_connections_active", 0.0);
+    assert!(
+        metric(&m, "chaff_milter_errors_total{kind=\"protocol\"}").unwrap() >= 5.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "chaff_milter_errors_total{kind=\"disconnect\"}").unwrap() >= 2.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "chaff_milter_connections_active"), Some(0.0));
+    h.shutdown();
+}
+
+#[test]
+fn a_silent_peer_is_dropped_after_the_read_timeout() {
+    let mut f = fixture();
+    f.config.milter.read_timeout_secs = 1;
+    let h = start(&f.config);
+    let mut c = raw_conn(h.addr());
+    let t = Instant::now();
+    assert!(closed_by_server(&mut c));
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    let m = wait_metric(&h, "chaff_milter_errors_total{kind=\"timeout\"}", 1.0);
+    assert_eq!(
+        metric(&m, "chaff_milter_errors_total{kind=\"timeout\"}"),
+        Some(1.0)
+    );
+    h.shutdown();
+}
+
+#[test]
+fn a_scan_over_its_time_limit_gets_the_fallback_answer() {
+    let mut f = fixture();
+    f.config.milter.scan_timeout_ms = 1;
+    f.config.milter.fallback = chaff::milter::config::Fallback::Tempfail;
+    let h = start(&f.config);
+    // Several megabytes of text take far longer than a millisecond to scan.
+    let big = format!(
+        "{SPAM}{}",
+        "代开发票，优惠特价，免费咨询。\r\n".repeat(150_000)
+    );
+    let t = Instant::now();
+    let a = send(h.addr(), None, &big);
+    assert_eq!(a.last(), Some(&Response::Tempfail), "{:?}", a.last());
+    assert!(t.elapsed() < Duration::from_secs(10));
+    // The service still answers normally afterwards (a small message may still be
+    // within 1 ms; either way it is answered, never hung).
+    let a = send(h.addr(), None, HAM);
+    assert!(matches!(a.action(), "deliver" | "tempfail"));
+    let m = scrape(&h);
+    assert!(metric(&m, "chaff_milter_messages_total{action=\"fallback\"}").unwrap() >= 1.0);
+    assert!(metric(&m, "chaff_milter_errors_total{kind=\"scan\"}").unwrap() >= 1.0);
+    h.shutdown();
+}
+
+#[test]
+fn reload_swaps_the_configuration_and_refuses_a_broken_one() {
+    let f = fixture();
+    let path = f.dir.path().join("chaff.toml");
+    write_toml(&path, &f.config, "");
+    let config = chaff::Config::load(&path).unwrap();
+    let h = start_with(&config, Some(&path), true);
+    assert_eq!(send(h.addr(), None, MEDIUM).action(), "quarantine");
+
+    // New thresholds and header name: both apply to the next message.
+    let mut changed = f.config.clone();
+    changed.thresholds.quarantine = f.scores[2] + 1.0;
+    changed.thresholds.reject = f.scores[2] + 2.0;
+    write_toml(&path, &changed, "score_header = \"X-Chaff-Score\"");
+    h.reload().expect("reload");
+    let a = send(h.addr(), None, SPAM);
+    assert_eq!(a.action(), "deliver");
+    assert!(a.header("X-Chaff-Score").is_some());
+
+    // A broken file is refused; the previous configuration keeps serving.
+    std::fs::write(&path, "[thresholds]\nquarantine = \"high\"\n").unwrap();
+    let e = h.reload().unwrap_err();
+    assert!(e.contains("chaff.toml"), "{e}");
+    write_toml(&path, &changed, "score_header = \"bad header\"");
+    let e = h.reload().unwrap_err();
+    assert!(e.contains("milter.score_header"), "{e}");
+    assert!(send(h.addr(), None, SPAM).header("X-Chaff-Score").is_some());
+    let m = scrape(&h);
+    assert_eq!(metric(&m, "chaff_milter_reloads_total"), Some(1.0));
+    assert_eq!(metric(&m, "chaff_milter_reload_failures_total"), Some(2.0));
+    h.shutdown();
+}
+
+#[test]
+fn shutdown_lets_the_message_in_flight_finish() {
+    let f = fixture();
+    let h = start_with(&f.config, None, false);
+    let addr = h.addr().to_string();
+    let mut c = Client::connect(&addr).unwrap();
+    c.queue(&Command::Mail(vec![b"<a@b>"]));
+    c.queue(&Command::Header {
+        name: b"Subject",
+        value: b" test",
+    });
+    c.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let stopper = std::thread::spawn(move || h.shutdown());
+    std::thread::sleep(Duration::from_millis(200));
+    // New connections are no longer accepted...
+    assert!(
+        Client::connect_with(&addr, POSTFIX_OFFER, Duration::from_millis(500)).is_err(),
+        "accepted a new connection while draining"
+    );
+    // ...but the message in flight is answered.
+    assert_eq!(
+        c.command(&Command::Eoh).unwrap(),
+        None,
+        "no reply asked for"
+    );
+    c.queue(&Command::Body(b"hello\r\n"));
+    c.queue(&Command::Eob(b""));
+    let mut last = c.read_response().unwrap();
+    while !last.is_final() {
+        last = c.read_response().unwrap();
+    }
+    assert_eq!(last, Response::Continue);
+    // Then the connection is closed and the service stops.
+    assert!(c.read_response().is_err());
+    stopper.join().unwrap();
+}
+
+#[test]
+fn many_connections_at_once_each_get_their_own_verdicts() {
+    let f = fixture();
+    let h = start(&f.config);
+    let addr = h.addr().to_string();
+    let threads: Vec<_> = (0..32)
+        .map(|t| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&addr).unwrap();
+                c.smtp_connect("client.test", "192.0.2.1").unwrap();
+                for i in 0..15 {
+                    let (raw, want) =
+                        [(HAM, "deliver"), (MEDIUM, "quarantine"), (SPAM, "reject")][(t + i) % 3];
+                    let qid = format!("Q{t}x{i}");
+                    let a = c.message(&env(None, &qid), raw.as_bytes()).unwrap();
+                    assert_eq!(a.action(), want, "{qid}");
+                }
+                c.quit().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let m = scrape(&h);
+    let total: f64 = ["deliver", "quarantine", "reject"]
+        .iter()
+        .map(|a| {
+            metric(
+                &m,
+                &format!("chaff_milter_messages_total{{action=\"{a}\"}}"),
+            )
+            .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 32.0 * 15.0);
+    h.shutdown();
+}
+
+#[test]
+fn unix_socket_listener() {
+    use chaff::milter::server::{ListenAddr, ServeOptions, spawn};
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    let sock = f.dir.path().join("milter.sock");
+    // A stale socket from a previous run is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let h = spawn(
+        &f.config,
+        ServeOptions {
+            listen: ListenAddr::Unix(sock.clone()),
+            metrics: None,
+            config_path: None,
+        },
+    )
+    .unwrap();
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let mut c = Client::connect(&format!("unix:{}", sock.display())).unwrap();
+    assert_eq!(
+        c.message(&env(None, "U1"), SPAM.as_bytes())
+            .unwrap()
+            .action(),
+        "reject"
+    );
+    drop(c);
+    h.shutdown();
+    assert!(!sock.exists(), "socket left behind");
+}
