@@ -22,7 +22,7 @@
 //! 5. **Thresholds.** On the combined honest scores, the quarantine and reject
 //!    thresholds are the lowest scores that flag at most `quarantine_fpr` and
 //!    `reject_fpr` of the training ham. The score is then scaled so that these two
-//!    points fall on the default thresholds (6 and 12 points): the configured
+//!    points fall on the default `[thresholds]` (9 and 15 points): the configured
 //!    thresholds keep their meaning with or without a model.
 
 use super::ClassifierConfig;
