@@ -88,35 +88,12 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     for idx in &args.indexes {
         labelled.extend(index::read(idx)?);
     }
-    let ordered = Ordered::new(args.jobs)?;
-    let bar = progress(Some(labelled.len() as u64));
-    let envelope = Envelope::default();
-    let mut confusion = Confusion::default();
-    let mut scored = Vec::with_capacity(labelled.len());
-    let mut unreadable = 0u64;
-    let started = Instant::now();
-    ordered.run(
-        labelled,
-        |item| {
-            let result = std::fs::read(&item.path).map(|raw| engine.scan(&raw, &envelope));
-            (item, result.map(|v| (v.score, v.action != Action::Deliver)))
-        },
-        |(item, result)| {
-            bar.inc(1);
-            match result {
-                Ok((score, flagged)) => {
-                    confusion.add(item.spam, flagged);
-                    scored.push((score, item.spam));
-                }
-                Err(e) => {
-                    unreadable += 1;
-                    eprintln!("chaff: {}: {e}", item.path.display());
-                }
-            }
-        },
-    );
-    let elapsed = started.elapsed().as_secs_f64();
-    bar.finish_and_clear();
+    let Scanned {
+        confusion,
+        scored,
+        unreadable,
+        elapsed,
+    } = scan_labelled(&engine, labelled, args.jobs)?;
     let report = Report {
         messages: confusion.total(),
         tp: confusion.tp,
@@ -142,6 +119,59 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What scanning a labelled set gives.
+pub struct Scanned {
+    /// Flagged (not delivered) against the labels.
+    pub confusion: Confusion,
+    /// `(score, is_spam)` of every message read.
+    pub scored: Vec<(f64, bool)>,
+    /// Messages that could not be read (reported on stderr).
+    pub unreadable: u64,
+    /// Seconds taken, reading included.
+    pub elapsed: f64,
+}
+
+/// Scans every labelled message with `engine` on `jobs` threads, in order.
+pub fn scan_labelled(
+    engine: &chaff::Engine,
+    labelled: Vec<index::Labelled>,
+    jobs: usize,
+) -> Result<Scanned, CliError> {
+    let ordered = Ordered::new(jobs)?;
+    let bar = progress(Some(labelled.len() as u64));
+    let envelope = Envelope::default();
+    let mut out = Scanned {
+        confusion: Confusion::default(),
+        scored: Vec::with_capacity(labelled.len()),
+        unreadable: 0,
+        elapsed: 0.0,
+    };
+    let started = Instant::now();
+    ordered.run(
+        labelled,
+        |item| {
+            let result = std::fs::read(&item.path).map(|raw| engine.scan(&raw, &envelope));
+            (item, result.map(|v| (v.score, v.action != Action::Deliver)))
+        },
+        |(item, result)| {
+            bar.inc(1);
+            match result {
+                Ok((score, flagged)) => {
+                    out.confusion.add(item.spam, flagged);
+                    out.scored.push((score, item.spam));
+                }
+                Err(e) => {
+                    out.unreadable += 1;
+                    eprintln!("chaff: {}: {e}", item.path.display());
+                }
+            }
+        },
+    );
+    out.elapsed = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    Ok(out)
 }
 
 /// Prints a report as text or one JSON object.

@@ -11,7 +11,7 @@ use chaff::classify::{ClassifierConfig, format};
 use chaff::eval::{Confusion, fpr_at_recall, recall_at_fpr, roc_auc};
 use chaff::input::index::{self, Labelled};
 use chaff::ordered::Ordered;
-use chaff::{Action, Config, Engine, Envelope};
+use chaff::{Config, Engine};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -325,37 +325,15 @@ fn eval_logistic(
     let (model, train) = train(config, train_set, jobs)?;
     let model_bytes = format::to_bytes(&model).ok().map(|b| b.len() as u64);
     let engine = reading_engine(config)?.with_model(model);
-    let ordered = Ordered::new(jobs)?;
     let test_paths: Vec<(bool, PathBuf)> =
         test_set.iter().map(|l| (l.spam, l.path.clone())).collect();
-    let bar = progress(Some(test_set.len() as u64));
-    let envelope = Envelope::default();
-    let mut confusion = Confusion::default();
-    let mut scored = Vec::with_capacity(test_set.len());
-    let mut unreadable = 0u64;
-    let started = Instant::now();
-    ordered.run(
-        test_set,
-        |item| {
-            let result = std::fs::read(&item.path).map(|raw| engine.scan(&raw, &envelope));
-            (item, result.map(|v| (v.score, v.action != Action::Deliver)))
-        },
-        |(item, result)| {
-            bar.inc(1);
-            match result {
-                Ok((score, flagged)) => {
-                    confusion.add(item.spam, flagged);
-                    scored.push((score, item.spam));
-                }
-                Err(e) => {
-                    unreadable += 1;
-                    eprintln!("chaff: {}: {e}", item.path.display());
-                }
-            }
-        },
-    );
-    let elapsed = started.elapsed().as_secs_f64();
-    bar.finish_and_clear();
+    let super::eval::Scanned {
+        confusion,
+        scored,
+        unreadable,
+        elapsed,
+    } = super::eval::scan_labelled(&engine, test_set, jobs)?;
+    let ordered = Ordered::new(jobs)?;
     // The classifier alone, on the same test messages (not timed).
     let classifier_alone = engine.model().map(|loaded| {
         let model = &loaded.model;
