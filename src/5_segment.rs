@@ -59,6 +59,11 @@ impl Segmenter {
         Segmenter { jieba: cell }
     }
 
+    /// Blocks until the dictionary is loaded (a no-op afterwards).
+    pub fn wait_ready(&self) {
+        self.jieba();
+    }
+
     /// Waits for the dictionary (only the first call can wait).
     fn jieba(&self) -> &Jieba {
         self.jieba.wait()

@@ -106,6 +106,13 @@ impl Engine {
         self.classifier.as_ref().map(LiveModel::get)
     }
 
+    /// Blocks until everything loaded in the background (the jieba dictionary) is
+    /// ready, so that the next scan runs at full speed. Scanning without calling
+    /// this is fine: the first Chinese hit waits instead.
+    pub fn wait_ready(&self) {
+        self.segmenter.wait_ready();
+    }
+
     /// The configuration this engine was built from.
     pub fn config(&self) -> &Config {
         &self.config
