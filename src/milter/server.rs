@@ -115,10 +115,13 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Checks `config` and builds its engine.
+    /// Checks `config` and builds its engine, ready to scan at full speed: on a
+    /// reload the old generation serves until the new one has loaded its
+    /// dictionary, so no message waits for it.
     pub fn build(config: &Config) -> Result<Generation, ServeError> {
         let settings = Settings::from_config(config)?;
         let engine = Engine::new(config)?;
+        engine.wait_ready();
         Ok(Generation {
             engine,
             settings: Arc::new(settings),
