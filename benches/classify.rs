@@ -13,35 +13,9 @@ use chaff::normalise::{Normalised, normalise_into};
 use chaff::{Config, Engine, Envelope};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use std::path::Path;
 
-fn labelled(index: &Path, limit: usize) -> Vec<(bool, Vec<u8>)> {
-    let Ok(text) = std::fs::read_to_string(index) else {
-        return Vec::new();
-    };
-    let base = index.parent().unwrap_or(Path::new(""));
-    text.lines()
-        .filter_map(|l| l.split_once(' '))
-        .take(limit)
-        .filter_map(|(label, p)| Some((label == "spam", std::fs::read(base.join(p.trim())).ok()?)))
-        .collect()
-}
-
-/// Named sets of labelled raw messages.
-type Sets = Vec<(String, Vec<(bool, Vec<u8>)>)>;
-
-fn sets() -> Sets {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut sets = vec![(
-        "own-corpus".to_string(),
-        labelled(&root.join("corpus/index"), usize::MAX),
-    )];
-    let trec = labelled(&root.join("../shared/corpus/trec06c-dev/index"), 2000);
-    if !trec.is_empty() {
-        sets.push(("trec06c-2000".to_string(), trec));
-    }
-    sets
-}
+mod common;
+use common::sets;
 
 fn classify(c: &mut Criterion) {
     let plain = Engine::new(&Config::default()).expect("engine");

@@ -12,29 +12,15 @@ use chaff::parse::Parser;
 use chaff::{Config, Engine, Envelope};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use std::path::Path;
 
+mod common;
+
+/// The benchmark sets, messages only.
 fn messages() -> Vec<(String, Vec<Vec<u8>>)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut sets = Vec::new();
-    let read_index = |index: &Path, limit: usize| -> Vec<Vec<u8>> {
-        let Ok(text) = std::fs::read_to_string(index) else {
-            return Vec::new();
-        };
-        let base = index.parent().unwrap_or(Path::new(""));
-        text.lines()
-            .filter_map(|l| l.split_once(' '))
-            .take(limit)
-            .filter_map(|(_, p)| std::fs::read(base.join(p)).ok())
-            .collect()
-    };
-    let own = read_index(&root.join("corpus/index"), usize::MAX);
-    sets.push(("own-corpus".to_string(), own));
-    let trec = read_index(&root.join("../shared/corpus/trec06c-dev/index"), 2000);
-    if !trec.is_empty() {
-        sets.push(("trec06c-2000".to_string(), trec));
-    }
-    sets
+    common::sets()
+        .into_iter()
+        .map(|(name, msgs)| (name, msgs.into_iter().map(|(_, raw)| raw).collect()))
+        .collect()
 }
 
 fn stages(c: &mut Criterion) {

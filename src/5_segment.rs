@@ -42,18 +42,14 @@ impl Segmenter {
             .map(|k| k.normalised.clone())
             .collect();
         let filler = Arc::clone(&cell);
+        let background = words.clone();
         let spawned = std::thread::Builder::new()
             .name("chaff-jieba".into())
             .spawn(move || {
-                filler.get_or_init(|| build(&words));
+                filler.get_or_init(|| build(&background));
             });
         if spawned.is_err() {
             // No thread to spare: build it now.
-            let words: Vec<String> = keywords
-                .keywords
-                .iter()
-                .map(|k| k.normalised.clone())
-                .collect();
             cell.get_or_init(|| build(&words));
         }
         Segmenter { jieba: cell }

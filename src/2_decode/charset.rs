@@ -65,9 +65,13 @@ pub fn detect(bytes: &[u8]) -> &'static Encoding {
     let sample = &sample[..sample.len().min(CHINESE_SAMPLE)];
     let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Allow);
     detector.feed(sample, start + sample.len() == bytes.len());
-    let guess = detector.guess(None, chardetng::Utf8Detection::Deny);
-    // GBK and gb18030 decode identically; gb18030 also covers four-byte forms.
-    if guess == GBK { GB18030 } else { guess }
+    widest(detector.guess(None, chardetng::Utf8Detection::Deny))
+}
+
+/// GBK and gb18030 decode identically, but gb18030 also covers four-byte forms:
+/// always decode with it.
+fn widest(enc: &'static Encoding) -> &'static Encoding {
+    if enc == GBK { GB18030 } else { enc }
 }
 
 /// The most frequent characters of simplified and of traditional Chinese text.
@@ -164,10 +168,7 @@ fn mostly_clean(text: &str) -> bool {
 pub fn lookup(label: &str) -> Option<&'static Encoding> {
     let label = label.trim().trim_matches(['"', '\'']);
     if let Some(enc) = Encoding::for_label_no_replacement(label.as_bytes()) {
-        return Some(match enc {
-            e if e == GBK => GB18030,
-            e => e,
-        });
+        return Some(widest(enc));
     }
     let lower = label.to_ascii_lowercase();
     if lower.contains("gb2312")

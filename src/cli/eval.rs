@@ -38,24 +38,55 @@ pub struct EvalArgs {
     pub indexes: Vec<PathBuf>,
 }
 
-/// The figures of one evaluation run.
+/// Counts and rates at the thresholds in force, as every report gives them.
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub struct Counts {
     /// Messages scored.
     pub messages: u64,
-    /// Spam flagged.
-    pub tp: u64,
-    /// Ham flagged.
-    pub fp: u64,
-    /// Ham delivered.
-    pub tn: u64,
-    /// Spam delivered.
-    #[serde(rename = "fn")]
-    pub fn_: u64,
+    /// TP / FP / TN / FN (spam is the positive class, flagged = not delivered).
+    #[serde(flatten)]
+    pub confusion: Confusion,
     /// Share of spam flagged.
     pub spam_recall: f64,
     /// Share of ham flagged.
     pub ham_fpr: f64,
+}
+
+impl From<Confusion> for Counts {
+    fn from(c: Confusion) -> Counts {
+        Counts {
+            messages: c.total(),
+            confusion: c,
+            spam_recall: c.spam_recall(),
+            ham_fpr: c.ham_fpr(),
+        }
+    }
+}
+
+impl Counts {
+    /// The counts' lines of a text report.
+    pub fn print(&self, pct: impl Fn(f64) -> String) {
+        let c = &self.confusion;
+        println!(
+            "TP / FP / TN / FN {} / {} / {} / {}",
+            c.tp, c.fp, c.tn, c.fn_
+        );
+        println!("spam recall       {}", pct(self.spam_recall));
+        println!("ham FP rate       {}", pct(self.ham_fpr));
+    }
+}
+
+/// `n` per second, 0 when no time passed.
+pub fn per_sec(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+/// The figures of one evaluation run.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Messages, counts and rates.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Share of flagged that is spam.
     pub precision: f64,
     /// ROC area under the curve of the scores.
@@ -95,23 +126,13 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
         elapsed,
     } = scan_labelled(&engine, labelled, args.jobs)?;
     let report = Report {
-        messages: confusion.total(),
-        tp: confusion.tp,
-        fp: confusion.fp,
-        tn: confusion.tn,
-        fn_: confusion.fn_,
-        spam_recall: confusion.spam_recall(),
-        ham_fpr: confusion.ham_fpr(),
+        counts: Counts::from(confusion),
         precision: confusion.precision(),
         auc: roc_auc(&scored),
         recall_at_0_1pct_fpr: recall_at_fpr(&scored, 0.001),
         fpr_at_99pct_recall: fpr_at_recall(&scored, 0.99),
         unreadable,
-        msgs_per_sec: if elapsed > 0.0 {
-            (confusion.total() + unreadable) as f64 / elapsed
-        } else {
-            0.0
-        },
+        msgs_per_sec: per_sec(confusion.total() + unreadable, elapsed),
     };
     print_report(args.format, &report)?;
     Ok(if unreadable > 0 {
@@ -182,13 +203,8 @@ pub fn print_report(format: Format, r: &Report) -> Result<(), CliError> {
         Format::Json => println!("{}", serde_json::to_string(r)?),
         Format::Text => {
             let pct = |x: f64| format!("{:.2} %", x * 100.0);
-            println!("messages          {}", r.messages);
-            println!(
-                "TP / FP / TN / FN {} / {} / {} / {}",
-                r.tp, r.fp, r.tn, r.fn_
-            );
-            println!("spam recall       {}", pct(r.spam_recall));
-            println!("ham FP rate       {}", pct(r.ham_fpr));
+            println!("messages          {}", r.counts.messages);
+            r.counts.print(pct);
             println!("precision         {}", pct(r.precision));
             println!(
                 "ROC AUC           {:.4}  (1-AUC {:.3} %)",

@@ -2,6 +2,7 @@
 //! modes of `chaff eval` (`--train INDEX`, `--split FRACTION`), which train the same
 //! way in memory and then measure the model on mail it has not seen.
 
+use super::eval::{Counts, per_sec};
 use super::output::Format;
 use super::{CliError, load_config, progress};
 use chaff::classify::bayes::Bayes;
@@ -157,10 +158,6 @@ fn train(
     Ok((model, summary))
 }
 
-fn per_sec(n: u64, secs: f64) -> f64 {
-    if secs > 0.0 { n as f64 / secs } else { 0.0 }
-}
-
 fn print_train_summary(s: &TrainSummary) {
     println!(
         "trained on        {} messages (spam {}, ham {}), {:.0} msgs/s",
@@ -244,21 +241,9 @@ pub struct TrainEvalReport {
     pub method: String,
     /// Training messages and speed.
     pub train: TrainSummary,
-    /// Test messages scored.
-    pub messages: u64,
-    /// Spam flagged at the thresholds in force.
-    pub tp: u64,
-    /// Ham flagged.
-    pub fp: u64,
-    /// Ham delivered.
-    pub tn: u64,
-    /// Spam delivered.
-    #[serde(rename = "fn")]
-    pub fn_: u64,
-    /// Share of spam flagged.
-    pub spam_recall: f64,
-    /// Share of ham flagged.
-    pub ham_fpr: f64,
+    /// Test messages, counts and rates at the thresholds in force.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// The ranking figures of the score measured.
     #[serde(flatten)]
     pub ranking: Ranking,
@@ -360,13 +345,7 @@ fn eval_logistic(
             model_bytes,
             ..train
         },
-        messages: confusion.total(),
-        tp: confusion.tp,
-        fp: confusion.fp,
-        tn: confusion.tn,
-        fn_: confusion.fn_,
-        spam_recall: confusion.spam_recall(),
-        ham_fpr: confusion.ham_fpr(),
+        counts: Counts::from(confusion),
         ranking: Ranking::of(&scored),
         classifier_alone,
         unreadable,
@@ -439,13 +418,7 @@ fn eval_bayes(
             thresholds: None,
             model_bytes: None,
         },
-        messages: confusion.total(),
-        tp: confusion.tp,
-        fp: confusion.fp,
-        tn: confusion.tn,
-        fn_: confusion.fn_,
-        spam_recall: confusion.spam_recall(),
-        ham_fpr: confusion.ham_fpr(),
+        counts: Counts::from(confusion),
         ranking: Ranking::of(&scored),
         classifier_alone: None,
         unreadable,
@@ -457,13 +430,8 @@ fn print_eval(r: &TrainEvalReport) {
     let pct = |x: f64| format!("{:.3} %", x * 100.0);
     println!("method            {}", r.method);
     print_train_summary(&r.train);
-    println!("tested on         {} messages", r.messages);
-    println!(
-        "TP / FP / TN / FN {} / {} / {} / {}",
-        r.tp, r.fp, r.tn, r.fn_
-    );
-    println!("spam recall       {}", pct(r.spam_recall));
-    println!("ham FP rate       {}", pct(r.ham_fpr));
+    println!("tested on         {} messages", r.counts.messages);
+    r.counts.print(pct);
     println!(
         "ROC AUC           {:.6}  (1-AUC {:.4} %)",
         r.ranking.auc, r.ranking.one_minus_auc_pct
