@@ -163,6 +163,7 @@ fn eval_prints_the_figures() {
         "ham_fpr",
         "precision",
         "auc",
+        "recall_at_1pct_fpr",
         "msgs_per_sec",
     ] {
         assert!(r[key].is_number(), "{key} missing: {r}");

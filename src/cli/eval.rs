@@ -93,6 +93,8 @@ pub struct Report {
     pub auc: f64,
     /// Spam recall at 0.1 % ham false positives (best threshold).
     pub recall_at_0_1pct_fpr: f64,
+    /// Spam recall at 1 % ham false positives (best threshold).
+    pub recall_at_1pct_fpr: f64,
     /// Ham false positives at 99 % spam recall (best threshold).
     pub fpr_at_99pct_recall: f64,
     /// Messages that could not be read.
@@ -130,6 +132,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
         precision: confusion.precision(),
         auc: roc_auc(&scored),
         recall_at_0_1pct_fpr: recall_at_fpr(&scored, 0.001),
+        recall_at_1pct_fpr: recall_at_fpr(&scored, 0.01),
         fpr_at_99pct_recall: fpr_at_recall(&scored, 0.99),
         unreadable,
         msgs_per_sec: per_sec(confusion.total() + unreadable, elapsed),
@@ -212,6 +215,7 @@ pub fn print_report(format: Format, r: &Report) -> Result<(), CliError> {
                 (1.0 - r.auc) * 100.0
             );
             println!("recall @0.1% FPR  {}", pct(r.recall_at_0_1pct_fpr));
+            println!("recall @1% FPR    {}", pct(r.recall_at_1pct_fpr));
             println!("FPR @99% recall   {}", pct(r.fpr_at_99pct_recall));
             if r.unreadable > 0 {
                 println!("unreadable        {}", r.unreadable);
