@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = engine.keywords().keywords.len();
     let (mut spam_docs, mut ham_docs) = (vec![0u64; n], vec![0u64; n]);
     let (mut spams, mut hams) = (0u64, 0u64);
-    Ordered::new(0)?.run(
+    Ordered::new(0).run(
         labelled,
         |item| {
             let words: BTreeSet<u32> = std::fs::read(&item.path)

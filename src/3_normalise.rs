@@ -371,15 +371,18 @@ fn is_invisible(c: char) -> bool {
 }
 
 /// Non-ASCII separators: Latin-1 punctuation and symbols, general punctuation
-/// (dashes, quotes, bullets, ellipsis), CJK punctuation and brackets, the katakana
-/// middle dot, small and vertical forms, half-width punctuation, full-width symbols.
+/// (dashes, quotes, bullets, ellipsis), arrows, box drawing, block elements,
+/// geometric shapes, miscellaneous symbols and dingbats (the rules and stars of
+/// spam layouts, and `免★费`), CJK punctuation and brackets, the katakana middle
+/// dot, small and vertical forms, half-width punctuation, full-width symbols, and
+/// the replacement character a broken byte decodes to.
 fn is_sep(c: char) -> bool {
     matches!(c as u32,
         0xA1..=0xA9 | 0xAB | 0xAC | 0xAE..=0xB1 | 0xB4 | 0xB6..=0xB8 | 0xBB | 0xBF | 0xD7 | 0xF7
-        | 0x2010..=0x2027 | 0x2030..=0x205E
+        | 0x2010..=0x2027 | 0x2030..=0x205E | 0x2190..=0x21FF | 0x2500..=0x27BF
         | 0x3001..=0x3004 | 0x3008..=0x3020 | 0x3030 | 0x303D..=0x303F | 0x30FB
         | 0xFE10..=0xFE19 | 0xFE30..=0xFE4F | 0xFE50..=0xFE6B
-        | 0xFF5F..=0xFF65 | 0xFFE0..=0xFFEE)
+        | 0xFF5F..=0xFF65 | 0xFFE0..=0xFFEE | 0xFFFD)
 }
 
 /// Punctuation that ends a clause (after full-width folding): never dropped
@@ -862,6 +865,12 @@ mod tests {
             "免\n\n费",
             "免_费",
             "免 \u{200B} 费",
+            "免★费",
+            "免☆费",
+            "免◆费",
+            "免──费",
+            "免→费",
+            "免\u{FFFD}费",
         ] {
             let want = if s.starts_with('代') {
                 "代开"

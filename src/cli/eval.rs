@@ -163,7 +163,7 @@ pub fn scan_labelled(
     labelled: Vec<index::Labelled>,
     jobs: usize,
 ) -> Result<Scanned, CliError> {
-    let ordered = Ordered::new(jobs)?;
+    let ordered = Ordered::new(jobs);
     let bar = progress(Some(labelled.len() as u64));
     let envelope = Envelope::default();
     // Throughput is measured on a ready engine; start-up is a separate figure.

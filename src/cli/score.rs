@@ -29,7 +29,7 @@ pub struct ScoreArgs {
 /// Scores every message; exits non-zero at the end if any could not be read.
 pub fn run(args: ScoreArgs) -> Result<ExitCode, CliError> {
     let engine = engine(args.config.as_deref())?;
-    let ordered = Ordered::new(args.jobs)?;
+    let ordered = Ordered::new(args.jobs);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let bar = progress(None);

@@ -114,7 +114,7 @@ fn train(
     let engine = reading_engine(config)?;
     let cfg = &config.classifier;
     let features = cfg.feature_config();
-    let ordered = Ordered::new(jobs)?;
+    let ordered = Ordered::new(jobs);
     let bar = progress(Some(labelled.len() as u64));
     let mut trainer = Trainer::new(cfg);
     let mut unreadable = 0u64;
@@ -318,7 +318,7 @@ fn eval_logistic(
         unreadable,
         elapsed,
     } = super::eval::scan_labelled(&engine, test_set, jobs)?;
-    let ordered = Ordered::new(jobs)?;
+    let ordered = Ordered::new(jobs);
     // The classifier alone, on the same test messages (not timed).
     let classifier_alone = engine.model().map(|loaded| {
         let model = &loaded.model;
@@ -361,7 +361,7 @@ fn examples(
     jobs: usize,
 ) -> Result<(Vec<Example>, u64), CliError> {
     let features = cfg.feature_config();
-    let ordered = Ordered::new(jobs)?;
+    let ordered = Ordered::new(jobs);
     let mut out = Vec::with_capacity(set.len());
     let mut unreadable = 0;
     ordered.run(

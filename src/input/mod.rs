@@ -71,7 +71,7 @@ pub fn messages(paths: &[PathBuf]) -> impl Iterator<Item = Message> + '_ {
     paths.iter().flat_map(|p| expand(p))
 }
 
-fn expand(path: &Path) -> Box<dyn Iterator<Item = Message>> {
+fn expand(path: &Path) -> Box<dyn Iterator<Item = Message> + Send> {
     let name = path.display().to_string();
     if name == "-" {
         let mut bytes = Vec::new();
@@ -113,7 +113,7 @@ fn walk(dir: &Path) -> impl Iterator<Item = Message> + use<> {
                 || !(name.starts_with('.')
                     || (e.file_type().is_dir() && name == "tmp" && is_maildir(e.path().parent())))
         })
-        .flat_map(|entry| -> Box<dyn Iterator<Item = Message>> {
+        .flat_map(|entry| -> Box<dyn Iterator<Item = Message> + Send> {
             match entry {
                 Ok(e) if e.file_type().is_file() => expand(e.path()),
                 Ok(_) => Box::new(std::iter::empty()),
