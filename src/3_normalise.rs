@@ -16,14 +16,17 @@ use std::sync::OnceLock;
 /// Normalised text plus, for every byte of it, the byte offset in the source of the
 /// char it came from.
 ///
-/// Invariants: `origin.len() == text.len()`; the origins are non-decreasing, lie on
-/// char boundaries of the source and are smaller than its length. All bytes of one
-/// output char share the origin of the single source char that produced it.
+/// Invariants: `origin.len() == text.len()`; the origins are non-decreasing and
+/// smaller than the source's length. Every byte of one output char has its origin
+/// within the single source char that produced it: the char's first byte for a
+/// folded char, the matching byte for a char copied unchanged (so that runs copy
+/// their offsets in one go). Rounding an origin down to a char boundary of the
+/// source, as [`Normalised::source_range`] does, gives that char's start.
 #[derive(Debug, Default, Clone)]
 pub struct Normalised {
     /// The normalised text.
     pub text: String,
-    /// For each byte of `text`, the byte offset in the source of the char it came from.
+    /// For each byte of `text`, a byte offset within the source char it came from.
     pub origin: Vec<u32>,
 }
 
@@ -147,8 +150,13 @@ pub fn normalise_into(source: &str, out: &mut Normalised) {
                     i = j;
                 }
                 C_SPACE => {
+                    // After one space the rest of a whitespace run changes nothing
+                    // (runs collapse): skip it in one go.
                     w.sep(' ', i);
                     i += 1;
+                    while i < n && ASCII_CLASS[src[i] as usize] == C_SPACE {
+                        i += 1;
+                    }
                 }
                 C_PUNCT => {
                     w.sep(b as char, i);
@@ -534,7 +542,9 @@ impl Writer {
         if c == ' ' && self.text.as_bytes().last() == Some(&b' ') {
             return;
         }
-        self.join_sep(c);
+        if !matches!(self.join, Join::Idle) {
+            self.join_sep(c);
+        }
         if is_clause_mark(c) {
             // A real clause boundary: kept, so that segmentation sees it and a
             // keyword is not made up of the end of one clause and the start of the
@@ -588,12 +598,8 @@ impl Writer {
                 if let Some(t) = source.get(seg..i) {
                     self.text.push_str(t);
                 }
-                let p = self.origin.len();
-                self.origin.resize(p + (i - seg), 0);
-                let seg = seg as u32;
-                for (k, o) in self.origin[p..].chunks_exact_mut(3).enumerate() {
-                    o.fill(seg + 3 * k as u32);
-                }
+                // Unchanged chars: each byte maps to its own source byte.
+                self.origin.extend(seg as u32..i as u32);
             }
             if to == 0 {
                 return i;
@@ -1001,9 +1007,16 @@ mod tests {
         assert_eq!(out.origin.len(), out.text.len());
         let mut prev = 0u32;
         for &o in &out.origin {
-            assert!((o as usize) < src.len() && src.is_char_boundary(o as usize));
+            assert!((o as usize) < src.len());
             assert!(o >= prev);
             prev = o;
+        }
+        // All bytes of one output char come from one source char.
+        for (k, c) in out.text.char_indices() {
+            let first = floor_boundary(src, out.origin[k] as usize);
+            for b in 1..c.len_utf8() {
+                assert_eq!(floor_boundary(src, out.origin[k + b] as usize), first);
+            }
         }
         let bounds: Vec<usize> = out
             .text
