@@ -283,10 +283,16 @@ fn excerpt(text: &str, range: std::ops::Range<usize>) -> String {
         .char_indices()
         .nth(EXCERPT_CONTEXT)
         .map_or(text.len(), |(i, _)| range.end + i);
-    text[start..end]
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    let s = &text[start..end];
+    // Control chars are C0, DEL and C1 (lead byte C2): most excerpts have none
+    // and are copied as they stand.
+    if s.bytes().any(|b| b < 0x20 || b == 0x7F || b == 0xC2) {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    } else {
+        s.to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -336,5 +342,6 @@ mod tests {
     fn excerpts_keep_context() {
         assert_eq!(excerpt("0123456789abcdefghij", 10..11), "23456789abcdefghi");
         assert_eq!(excerpt("免费", 0..6), "免费");
+        assert_eq!(excerpt("a\r\n免费\u{85}b", 3..9), "a  免费 b");
     }
 }
