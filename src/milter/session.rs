@@ -223,22 +223,20 @@ impl Session {
     }
 
     /// Adds `bytes` to the message, or only counts them once it is over the limit.
-    /// Returns true when this addition crossed the limit.
-    fn append(&mut self, parts: &[&[u8]]) -> bool {
+    fn append(&mut self, parts: &[&[u8]]) {
         let n: usize = parts.iter().map(|p| p.len()).sum();
         self.msg.size = self.msg.size.saturating_add(n);
         if self.msg.oversize {
-            return false;
+            return;
         }
         if self.msg.size > self.settings.max_message_size {
             self.msg.oversize = true;
             self.msg.raw = Vec::new();
-            return true;
+            return;
         }
         for p in parts {
             self.msg.raw.extend_from_slice(p);
         }
-        false
     }
 
     /// The step for a message that is over the limit at a point where a reply is
@@ -253,6 +251,21 @@ impl Session {
             response,
             size: self.msg.size,
             envelope: self.envelope(),
+        }
+    }
+
+    /// The answer to a command that may expect one (`no_reply` is its `SMFIP_NR_*`
+    /// flag): the refusal of a message that is being refused, else CONTINUE. A
+    /// command the MTA asked not to answer gets nothing, even when refused: Postfix
+    /// does not read such an answer, and it would be taken as the answer to a later
+    /// command. The refusal then goes with the next answered command (at the latest
+    /// end of message).
+    fn refuse_or_continue(&mut self, no_reply: u32) -> Step {
+        let answered = !self.neg.is_some_and(|n| n.has(no_reply));
+        if self.msg.oversize && answered {
+            self.refuse()
+        } else {
+            self.continue_unless(no_reply)
         }
     }
 
@@ -322,21 +335,12 @@ impl Session {
             Command::Eoh => {
                 self.msg.active = true;
                 self.append(&[b"\r\n"]);
-                if self.msg.oversize {
-                    self.refuse()
-                } else {
-                    self.continue_unless(proto::NR_EOH)
-                }
+                self.refuse_or_continue(proto::NR_EOH)
             }
             Command::Body(chunk) => {
                 self.msg.active = true;
-                let crossed = self.append(&[chunk]);
-                let nr = self.neg.is_some_and(|n| n.has(proto::NR_BODY));
-                if self.msg.oversize && !nr && (crossed || self.msg.refused) {
-                    self.refuse()
-                } else {
-                    self.continue_unless(proto::NR_BODY)
-                }
+                self.append(&[chunk]);
+                self.refuse_or_continue(proto::NR_BODY)
             }
             Command::Eob(chunk) => {
                 self.append(&[chunk]);
@@ -383,8 +387,8 @@ impl Session {
         let leadspc = self.neg.is_some_and(|n| n.has(proto::HDR_LEADSPC));
         // Rebuild `Name: value\r\n`, continuation lines with CRLF as on the wire.
         let sep: &[u8] = if leadspc { b":" } else { b": " };
-        let crossed = if memchr::memchr(b'\n', value).is_none() {
-            self.append(&[name, sep, value, b"\r\n"])
+        if memchr::memchr(b'\n', value).is_none() {
+            self.append(&[name, sep, value, b"\r\n"]);
         } else {
             let mut v = Vec::with_capacity(value.len() + 8);
             for (i, line) in value.split(|&b| b == b'\n').enumerate() {
@@ -393,14 +397,9 @@ impl Session {
                 }
                 v.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
             }
-            self.append(&[name, sep, &v, b"\r\n"])
-        };
-        let nr = self.neg.is_some_and(|n| n.has(proto::NR_HDR));
-        if crossed && !nr {
-            self.refuse()
-        } else {
-            self.continue_unless(proto::NR_HDR)
+            self.append(&[name, sep, &v, b"\r\n"]);
         }
+        self.refuse_or_continue(proto::NR_HDR)
     }
 
     fn negotiate(&mut self, theirs: OptNeg) -> Result<Step, ProtocolError> {
@@ -678,6 +677,27 @@ mod tests {
             Ok(Step::Nothing)
         );
         assert!(matches!(s.handle(Command::Eoh), Ok(Step::Oversize { .. })));
+    }
+
+    #[test]
+    fn oversize_headers_are_not_answered_when_the_mta_asked_for_no_reply() {
+        // Postfix does not read an answer to EOH when SMFIP_NR_EOH was agreed: one
+        // sent anyway would be read as the answer to end of message, and every
+        // answer after it would be one late.
+        let mut s = session(20);
+        s.handle(Command::OptNeg(postfix_optneg())).unwrap();
+        s.handle(Command::Mail(vec![b"<a@b>"])).unwrap();
+        s.handle(Command::Header {
+            name: b"Subject",
+            value: b" a long subject line",
+        })
+        .unwrap();
+        assert_eq!(s.handle(Command::Eoh), Ok(Step::Nothing));
+        assert_eq!(s.handle(Command::Body(b"x")), Ok(Step::Nothing));
+        assert!(matches!(
+            s.handle(Command::Eob(b"")),
+            Ok(Step::Oversize { .. })
+        ));
     }
 
     #[test]
