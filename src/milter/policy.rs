@@ -16,6 +16,15 @@ use crate::{Action, Engine, Envelope, Reason, Verdict};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+/// The reply to a message that would go over the buffer budget
+/// (`max_buffered_bytes`): a 4xx, so the MTA keeps the message and tries again.
+pub const BUSY_REPLY: &str = "451 4.3.2 chaff: too much mail in flight, try again later";
+
+/// [`BUSY_REPLY`] as a milter response (REPLYCODE).
+pub fn busy_response() -> Response {
+    Response::reply_code(BUSY_REPLY).unwrap_or(Response::Tempfail)
+}
+
 /// What happened to a message, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -31,17 +40,21 @@ pub enum Outcome {
     Oversize,
     /// chaff could not decide; the fallback answer was given.
     Fallback,
+    /// Deferred (4xx) because too much mail was buffered across connections
+    /// (`max_buffered_bytes`); the MTA keeps it and retries.
+    Busy,
 }
 
 impl Outcome {
     /// Every outcome, in metrics order.
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Deliver,
         Outcome::Quarantine,
         Outcome::Reject,
         Outcome::Locked,
         Outcome::Oversize,
         Outcome::Fallback,
+        Outcome::Busy,
     ];
 
     /// The lowercase name used in logs and metrics.
@@ -53,6 +66,7 @@ impl Outcome {
             Outcome::Locked => "locked",
             Outcome::Oversize => "oversize",
             Outcome::Fallback => "fallback",
+            Outcome::Busy => "busy",
         }
     }
 
@@ -109,6 +123,14 @@ impl Decision {
             fallback: Some(settings.milter.fallback),
             error: Some(error),
             ..Decision::new(Outcome::Fallback)
+        }
+    }
+
+    /// The decision for a message deferred because the buffer budget ran out.
+    pub fn busy() -> Decision {
+        Decision {
+            reply: Some(BUSY_REPLY.into()),
+            ..Decision::new(Outcome::Busy)
         }
     }
 
@@ -335,6 +357,7 @@ pub fn responses(
     match d.outcome {
         Outcome::Reject | Outcome::Locked => vec![refuse(&d.reply, &settings.reject_reply)],
         Outcome::Oversize => vec![refuse(&d.reply, &settings.oversize_reply)],
+        Outcome::Busy => vec![refuse(&d.reply, BUSY_REPLY)],
         Outcome::Fallback => vec![match d.fallback.unwrap_or(settings.milter.fallback) {
             Fallback::Accept => Response::Continue,
             Fallback::Tempfail => Response::Tempfail,
@@ -521,6 +544,19 @@ mod tests {
             (0, 0),
         );
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn busy_is_a_451_replycode() {
+        let s = Settings::default();
+        let r = responses(&Decision::busy(), &s, all(), (0, 0));
+        assert_eq!(
+            r,
+            vec![Response::ReplyCode(
+                "451 4.3.2 chaff: too much mail in flight, try again later".into()
+            )]
+        );
+        assert_eq!(busy_response(), r[0]);
     }
 
     #[test]
