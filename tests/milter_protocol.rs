@@ -617,3 +617,105 @@ fn mail_over_the_buffer_budget_gets_451_at_end_of_message_and_the_budget_comes_b
 fn answered_early_mail_over_the_buffer_budget_gets_451_at_its_chunk() {
     buffer_budget(true);
 }
+
+/// A model trained on the repository's corpus (`corpus/index`), saved in `dir`.
+fn corpus_model(dir: &std::path::Path) -> std::path::PathBuf {
+    use chaff::classify::ClassifierConfig;
+    use chaff::classify::train::{Trainer, prepare};
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let engine = Engine::new(&chaff::Config::default()).unwrap();
+    let cfg = ClassifierConfig {
+        bits: 18,
+        ..ClassifierConfig::default()
+    };
+    let mut trainer = Trainer::new(&cfg);
+    let index = std::fs::read_to_string(corpus.join("index")).unwrap();
+    for (label, path) in index.lines().filter_map(|l| l.split_once(' ')) {
+        let raw = std::fs::read(corpus.join(path.trim())).unwrap();
+        trainer.add(prepare(
+            &engine,
+            &cfg.feature_config(),
+            &raw,
+            label == "spam",
+        ));
+    }
+    let model = trainer.finish(engine.keywords()).0;
+    let path = dir.join("chaff.model");
+    chaff::classify::format::save(&model, &path).unwrap();
+    path
+}
+
+/// A header value as a mail reader shows it: unfolded, RFC 2047 words decoded
+/// (also right after `key=`), the space between two encoded words dropped.
+fn shown(value: &str) -> String {
+    use base64::Engine as _;
+    let mut out = String::new();
+    let mut after_encoded = false;
+    for (i, w) in value.replace('\n', "").split(' ').enumerate() {
+        let (prefix, word) = w.split_at(w.find("=?UTF-8?B?").unwrap_or(w.len()));
+        match word
+            .strip_prefix("=?UTF-8?B?")
+            .and_then(|w| w.strip_suffix("?="))
+        {
+            Some(b64) => {
+                if i > 0 && !(after_encoded && prefix.is_empty()) {
+                    out.push(' ');
+                }
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap();
+                out.push_str(prefix);
+                out.push_str(&String::from_utf8(bytes).unwrap());
+                after_encoded = true;
+            }
+            None => {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(w);
+                after_encoded = false;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn with_a_model_the_status_header_names_the_classifiers_tokens() {
+    use chaff::milter::client::as_milter_sees;
+    use chaff::milter::policy::status_value;
+    let mut f = fixture();
+    f.config.model = Some(corpus_model(f.dir.path()));
+    // Everything is delivered, so every verdict comes back as headers.
+    f.config.thresholds.quarantine = 1000.0;
+    f.config.thresholds.reject = 2000.0;
+    let h = start(&f.config);
+    let engine = Engine::new(&f.config).unwrap();
+    for (raw, way) in [(SPAM, ":+"), (HAM, ":-")] {
+        let a = send(h.addr(), None, raw);
+        assert_eq!(a.action(), "deliver", "{a:?}");
+        let status = a.header("X-Spam-Status").expect("status header");
+        // What the engine says of the message as Postfix hands it over, with the
+        // default three tokens each way, folded into lines of at most 78.
+        let v = engine.scan(&as_milter_sees(raw.as_bytes()), &ScanEnvelope::default());
+        assert!(!v.tokens.is_empty(), "the model explains nothing: {v:?}");
+        assert_eq!(status.replace('\n', ""), status_value(&v, 5, 3));
+        let lines: Vec<&str> = status.split('\n').collect();
+        assert!("X-Spam-Status: ".len() + lines[0].len() <= 78, "{status}");
+        assert!(
+            lines[1..]
+                .iter()
+                .all(|l| l.starts_with(' ') && l.len() <= 78)
+        );
+        // Read as a mail reader shows it, tokens weigh the right way.
+        let shown = shown(status);
+        let tokens = shown.split(" tokens=").nth(1).expect("tokens listed");
+        assert!(
+            tokens.split(' ').any(|t| t.contains(way)),
+            "no {way} token: {shown}"
+        );
+        let n = tokens.split(' ').count();
+        assert!((1..=6).contains(&n), "{shown}");
+    }
+    h.shutdown();
+}

@@ -54,6 +54,10 @@ pub struct MilterConfig {
     pub status_header: String,
     /// How many hits the status header lists, strongest first.
     pub status_hits: usize,
+    /// With a trained model: how many of the classifier's tokens the status header
+    /// lists each way (spam-wards, then ham-wards), strongest first. The engine
+    /// names at most `[classifier] explain_tokens` each way.
+    pub status_tokens: usize,
     /// The answer when chaff cannot decide: `accept` (default), `tempfail`, `reject`.
     pub fallback: Fallback,
     /// Longest a scan may take before the fallback answer is given, in milliseconds.
@@ -94,6 +98,7 @@ impl Default for MilterConfig {
             score_header: "X-Spam-Score".into(),
             status_header: "X-Spam-Status".into(),
             status_hits: 5,
+            status_tokens: 3,
             fallback: Fallback::Accept,
             scan_timeout_ms: 10_000,
             read_timeout_secs: 360,

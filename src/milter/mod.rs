@@ -5,7 +5,7 @@
 //!
 //! | verdict | what the MTA is told | what the SMTP client sees |
 //! |---|---|---|
-//! | deliver | add `X-Spam-Score` and `X-Spam-Status`, continue | `250 … queued` |
+//! | deliver | add `X-Spam-Score` and `X-Spam-Status` (hits; with a model, tokens), continue | `250 … queued` |
 //! | quarantine | the same headers, QUARANTINE with the reason | `250 … queued`; the message waits on hold |
 //! | reject | REPLYCODE with the reply (default below) | `557 5.7.1 forbid to send spam mail` |
 //! | oversize | REPLYCODE with the oversize reply | `552 5.3.4 Message size exceeds fixed limit` |
