@@ -330,7 +330,7 @@ impl Config {
 }
 
 /// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
         .iter()
@@ -355,6 +355,15 @@ fn check_reply(reply: &str) -> Result<String, String> {
             "`{reply}` is not an SMTP reply: it must start with a 4xx or 5xx code and a space, on one line"
         ))
     }
+}
+
+/// Deserialises a size written as `[limits] max_message_size` is (see
+/// [`parse_size`]), for size fields of other tables.
+pub(crate) fn deserialize_size<'de, D>(d: D) -> Result<usize, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    parse_size(&SizeValue::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 /// Sizes are bytes, or a number with a `K`, `M` or `G` suffix (powers of 1024).

@@ -507,3 +507,215 @@ fn unix_socket_listener() {
     h.shutdown();
     assert!(!sock.exists(), "socket left behind");
 }
+
+/// Starts a message of `body_bytes` bytes of body on a new connection and leaves it
+/// unfinished, so its bytes stay buffered in the milter.
+fn hold_message(addr: &str, body_bytes: usize) -> Client {
+    let mut c = Client::connect(addr).unwrap();
+    let leadspc = c.negotiated().protocol & proto::HDR_LEADSPC != 0;
+    let subject: &[u8] = if leadspc { b" held" } else { b"held" };
+    let body = "x".repeat(78) + "\r\n";
+    let body = body.repeat(body_bytes / body.len());
+    for cmd in [
+        Command::Mail(vec![b"<held@example.com>"]),
+        Command::Header {
+            name: b"Subject",
+            value: subject,
+        },
+        Command::Eoh,
+        Command::Body(body.as_bytes()),
+    ] {
+        let r = c.command(&cmd).unwrap();
+        assert!(matches!(r, None | Some(Response::Continue)), "{r:?}");
+    }
+    c.flush().unwrap();
+    c
+}
+
+/// Scrapes until `name` is at least `want`, for up to five seconds.
+fn wait_metric_at_least(h: &chaff::milter::server::ServerHandle, name: &str, want: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = metric(&scrape(h), name).unwrap_or(0.0);
+        if v >= want || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Connections that together buffer more than `max_buffered_bytes`: the message
+/// that would go over gets the 451 TEMPFAIL (at end of message, or with
+/// `refuse_oversize_early` at the body chunk that crossed), the others are served,
+/// and once they finish, or their connection drops, the budget is back.
+fn buffer_budget(early: bool) {
+    let mut f = fixture();
+    f.config.max_message_size = 100_000;
+    f.config.milter.max_buffered_bytes = 150_000;
+    f.config.milter.refuse_oversize_early = early;
+    let h = start(&f.config);
+    let busy = "451 4.3.2 chaff: too much mail in flight, try again later";
+
+    // Two connections hold 60 KB each.
+    let mut a = hold_message(h.addr(), 60_000);
+    let b = hold_message(h.addr(), 60_000);
+    let held = wait_metric_at_least(&h, "chaff_milter_buffered_bytes", 120_000.0);
+    assert!((120_000.0..121_000.0).contains(&held), "{held}");
+
+    // A third message of 40 KB does not fit: deferred, not lost.
+    let forty = format!("{HAM}{}", ("y".repeat(78) + "\r\n").repeat(500));
+    let mut c = Client::connect(h.addr()).unwrap();
+    let answer = c.message(&env(None, "QBUSY"), forty.as_bytes()).unwrap();
+    assert_eq!(answer.action(), "tempfail", "{answer:?}");
+    assert_eq!(answer.reply().as_deref(), Some(busy));
+    assert_eq!(answer.stage, if early { "BODY" } else { "BODYEOB" });
+    let m = scrape(&h);
+    assert_eq!(
+        metric(&m, "chaff_milter_messages_total{action=\"busy\"}"),
+        Some(1.0)
+    );
+    assert_eq!(metric(&m, "chaff_milter_buffered_bytes"), Some(held));
+    assert_eq!(
+        metric(&m, "chaff_milter_max_buffered_bytes"),
+        Some(150_000.0)
+    );
+
+    // One held message finishes (and is delivered), the other's connection drops.
+    a.queue(&Command::Eob(b""));
+    let mut last = a.read_response().unwrap();
+    while !last.is_final() {
+        last = a.read_response().unwrap();
+    }
+    assert_eq!(last, Response::Continue);
+    drop(b);
+    let m = wait_metric(&h, "chaff_milter_buffered_bytes", 0.0);
+    assert_eq!(metric(&m, "chaff_milter_buffered_bytes"), Some(0.0), "{m}");
+
+    // The budget is back: the same message on the same connection goes through.
+    let answer = c.message(&env(None, "QRETRY"), forty.as_bytes()).unwrap();
+    assert_eq!(answer.action(), "deliver", "{answer:?}");
+    assert!(answer.header("X-Spam-Score").is_some());
+    let m = wait_metric(&h, "chaff_milter_buffered_bytes", 0.0);
+    assert_eq!(
+        metric(&m, "chaff_milter_messages_total{action=\"busy\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "chaff_milter_messages_total{action=\"deliver\"}"),
+        Some(2.0)
+    );
+    assert_eq!(metric(&m, "chaff_milter_buffered_bytes"), Some(0.0));
+    h.shutdown();
+}
+
+#[test]
+fn mail_over_the_buffer_budget_gets_451_at_end_of_message_and_the_budget_comes_back() {
+    buffer_budget(false);
+}
+
+#[test]
+fn answered_early_mail_over_the_buffer_budget_gets_451_at_its_chunk() {
+    buffer_budget(true);
+}
+
+/// A model trained on the repository's corpus (`corpus/index`), saved in `dir`.
+fn corpus_model(dir: &std::path::Path) -> std::path::PathBuf {
+    use chaff::classify::ClassifierConfig;
+    use chaff::classify::train::{Trainer, prepare};
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let engine = Engine::new(&chaff::Config::default()).unwrap();
+    let cfg = ClassifierConfig {
+        bits: 18,
+        ..ClassifierConfig::default()
+    };
+    let mut trainer = Trainer::new(&cfg);
+    let index = std::fs::read_to_string(corpus.join("index")).unwrap();
+    for (label, path) in index.lines().filter_map(|l| l.split_once(' ')) {
+        let raw = std::fs::read(corpus.join(path.trim())).unwrap();
+        trainer.add(prepare(
+            &engine,
+            &cfg.feature_config(),
+            &raw,
+            label == "spam",
+        ));
+    }
+    let model = trainer.finish(engine.keywords()).0;
+    let path = dir.join("chaff.model");
+    chaff::classify::format::save(&model, &path).unwrap();
+    path
+}
+
+/// A header value as a mail reader shows it: unfolded, RFC 2047 words decoded
+/// (also right after `key=`), the space between two encoded words dropped.
+fn shown(value: &str) -> String {
+    use base64::Engine as _;
+    let mut out = String::new();
+    let mut after_encoded = false;
+    for (i, w) in value.replace('\n', "").split(' ').enumerate() {
+        let (prefix, word) = w.split_at(w.find("=?UTF-8?B?").unwrap_or(w.len()));
+        match word
+            .strip_prefix("=?UTF-8?B?")
+            .and_then(|w| w.strip_suffix("?="))
+        {
+            Some(b64) => {
+                if i > 0 && !(after_encoded && prefix.is_empty()) {
+                    out.push(' ');
+                }
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap();
+                out.push_str(prefix);
+                out.push_str(&String::from_utf8(bytes).unwrap());
+                after_encoded = true;
+            }
+            None => {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(w);
+                after_encoded = false;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn with_a_model_the_status_header_names_the_classifiers_tokens() {
+    use chaff::milter::client::as_milter_sees;
+    use chaff::milter::policy::status_value;
+    let mut f = fixture();
+    f.config.model = Some(corpus_model(f.dir.path()));
+    // Everything is delivered, so every verdict comes back as headers.
+    f.config.thresholds.quarantine = 1000.0;
+    f.config.thresholds.reject = 2000.0;
+    let h = start(&f.config);
+    let engine = Engine::new(&f.config).unwrap();
+    for (raw, way) in [(SPAM, ":+"), (HAM, ":-")] {
+        let a = send(h.addr(), None, raw);
+        assert_eq!(a.action(), "deliver", "{a:?}");
+        let status = a.header("X-Spam-Status").expect("status header");
+        // What the engine says of the message as Postfix hands it over, with the
+        // default three tokens each way, folded into lines of at most 78.
+        let v = engine.scan(&as_milter_sees(raw.as_bytes()), &ScanEnvelope::default());
+        assert!(!v.tokens.is_empty(), "the model explains nothing: {v:?}");
+        assert_eq!(status.replace('\n', ""), status_value(&v, 5, 3));
+        let lines: Vec<&str> = status.split('\n').collect();
+        assert!("X-Spam-Status: ".len() + lines[0].len() <= 78, "{status}");
+        assert!(
+            lines[1..]
+                .iter()
+                .all(|l| l.starts_with(' ') && l.len() <= 78)
+        );
+        // Read as a mail reader shows it, tokens weigh the right way.
+        let shown = shown(status);
+        let tokens = shown.split(" tokens=").nth(1).expect("tokens listed");
+        assert!(
+            tokens.split(' ').any(|t| t.contains(way)),
+            "no {way} token: {shown}"
+        );
+        let n = tokens.split(' ').count();
+        assert!((1..=6).contains(&n), "{shown}");
+    }
+    h.shutdown();
+}

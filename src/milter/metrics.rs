@@ -4,6 +4,7 @@
 //! here, rendered by hand, and served by a minimal HTTP responder on a plain TCP
 //! listener (`--metrics HOST:PORT`, path `/metrics`).
 
+use super::budget::Budget;
 use super::policy::Outcome;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -58,7 +59,7 @@ impl ErrorKind {
 /// The service's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    messages: [AtomicU64; 6],
+    messages: [AtomicU64; Outcome::ALL.len()],
     errors: [AtomicU64; 6],
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
@@ -133,8 +134,8 @@ impl Metrics {
     }
 
     /// Renders the text exposition; `locked` is the current number of locked
-    /// accounts, when the store could be read.
-    pub fn render(&self, locked: Option<u64>) -> String {
+    /// accounts, when the store could be read; `budget` the message buffer budget.
+    pub fn render(&self, locked: Option<u64>, budget: Option<&Budget>) -> String {
         let mut s = String::with_capacity(4096);
         let _ = writeln!(
             s,
@@ -221,6 +222,20 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        if let Some(b) = budget {
+            let _ = writeln!(
+                s,
+                "# HELP chaff_milter_buffered_bytes Message bytes buffered now, across connections.\n\
+                 # TYPE chaff_milter_buffered_bytes gauge\n\
+                 chaff_milter_buffered_bytes {}\n\
+                 # HELP chaff_milter_max_buffered_bytes The cap on buffered message bytes \
+                 (milter.max_buffered_bytes); messages over it are deferred (action=\"busy\").\n\
+                 # TYPE chaff_milter_max_buffered_bytes gauge\n\
+                 chaff_milter_max_buffered_bytes {}",
+                b.used(),
+                b.limit()
+            );
+        }
         if let Some(n) = locked {
             let _ = writeln!(
                 s,
@@ -245,7 +260,14 @@ mod tests {
         m.error(ErrorKind::Protocol);
         m.scan_latency(Duration::from_micros(300));
         m.scan_latency(Duration::from_millis(3));
-        let text = m.render(Some(2));
+        m.message(Outcome::Busy);
+        let budget = Budget::new(1000);
+        let mut r = budget.reservation();
+        assert!(r.grow(300));
+        let text = m.render(Some(2), Some(&budget));
+        assert!(text.contains("chaff_milter_messages_total{action=\"busy\"} 1\n"));
+        assert!(text.contains("chaff_milter_buffered_bytes 300\n"));
+        assert!(text.contains("chaff_milter_max_buffered_bytes 1000\n"));
         assert!(text.contains("chaff_milter_messages_total{action=\"reject\"} 2\n"));
         assert!(text.contains("chaff_milter_errors_total{kind=\"protocol\"} 1\n"));
         assert!(text.contains("chaff_milter_scan_seconds_bucket{le=\"0.0005\"} 1\n"));

@@ -5,10 +5,11 @@
 //!
 //! | verdict | what the MTA is told | what the SMTP client sees |
 //! |---|---|---|
-//! | deliver | add `X-Spam-Score` and `X-Spam-Status`, continue | `250 … queued` |
+//! | deliver | add `X-Spam-Score` and `X-Spam-Status` (hits; with a model, tokens), continue | `250 … queued` |
 //! | quarantine | the same headers, QUARANTINE with the reason | `250 … queued`; the message waits on hold |
 //! | reject | REPLYCODE with the reply (default below) | `557 5.7.1 forbid to send spam mail` |
 //! | oversize | REPLYCODE with the oversize reply | `552 5.3.4 Message size exceeds fixed limit` |
+//! | too much mail in flight | REPLYCODE, TEMPFAIL | `451 4.3.2 chaff: too much mail in flight, try again later` |
 //! | locked account | REPLYCODE with the reject reply | `557 5.7.1 forbid to send spam mail` |
 //! | chaff cannot decide | the `fallback` in `[milter]`: continue (default), tempfail or reject | |
 //!
@@ -21,6 +22,8 @@
 //! - [`protocol`]: the packet codec (chaff's own; see there why not a crate);
 //! - [`session`]: one connection's state machine, rebuilding each message without
 //!   buffering past `max_message_size`;
+//! - [`budget`]: the cap on bytes buffered across all connections
+//!   (`max_buffered_bytes`; a message over it gets `451 4.3.2`, TEMPFAIL);
 //! - [`policy`]: the decision at end of message and the responses it becomes;
 //! - [`accounts`]: the lock store (redb), shared with the `chaff accounts` command;
 //! - [`server`]: listeners, timeouts, scan threads, SIGHUP reload, SIGTERM drain;
@@ -29,6 +32,7 @@
 //! - [`config`] and [`settings`]: the `[milter]` and `[accounts]` tables, checked.
 
 pub mod accounts;
+pub mod budget;
 pub mod client;
 pub mod config;
 pub mod metrics;

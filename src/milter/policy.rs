@@ -16,6 +16,15 @@ use crate::{Action, Engine, Envelope, Reason, Verdict};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+/// The reply to a message that would go over the buffer budget
+/// (`max_buffered_bytes`): a 4xx, so the MTA keeps the message and tries again.
+pub const BUSY_REPLY: &str = "451 4.3.2 chaff: too much mail in flight, try again later";
+
+/// [`BUSY_REPLY`] as a milter response (REPLYCODE).
+pub fn busy_response() -> Response {
+    Response::reply_code(BUSY_REPLY).unwrap_or(Response::Tempfail)
+}
+
 /// What happened to a message, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -31,17 +40,21 @@ pub enum Outcome {
     Oversize,
     /// chaff could not decide; the fallback answer was given.
     Fallback,
+    /// Deferred (4xx) because too much mail was buffered across connections
+    /// (`max_buffered_bytes`); the MTA keeps it and retries.
+    Busy,
 }
 
 impl Outcome {
     /// Every outcome, in metrics order.
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Deliver,
         Outcome::Quarantine,
         Outcome::Reject,
         Outcome::Locked,
         Outcome::Oversize,
         Outcome::Fallback,
+        Outcome::Busy,
     ];
 
     /// The lowercase name used in logs and metrics.
@@ -53,6 +66,7 @@ impl Outcome {
             Outcome::Locked => "locked",
             Outcome::Oversize => "oversize",
             Outcome::Fallback => "fallback",
+            Outcome::Busy => "busy",
         }
     }
 
@@ -109,6 +123,14 @@ impl Decision {
             fallback: Some(settings.milter.fallback),
             error: Some(error),
             ..Decision::new(Outcome::Fallback)
+        }
+    }
+
+    /// The decision for a message deferred because the buffer budget ran out.
+    pub fn busy() -> Decision {
+        Decision {
+            reply: Some(BUSY_REPLY.into()),
+            ..Decision::new(Outcome::Busy)
         }
     }
 
@@ -208,10 +230,18 @@ pub fn decide(
     d
 }
 
-/// Encodes `s` for a header value: as it stands when ASCII, else as RFC 2047
-/// encoded words (UTF-8, base64), split on character boundaries.
+/// True when `s` can stand in a header value as it is: printable ASCII without
+/// spaces, and not readable as an encoded word.
+fn is_plain(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_graphic()) && !s.contains("=?")
+}
+
+/// Encodes `s` for a header value: as it stands when [plain](is_plain), else as
+/// RFC 2047 encoded words (UTF-8, base64), split on character boundaries.
+/// Classifier tokens come from the mail itself, so nothing in `s` can end the
+/// header or fake one.
 fn header_word(s: &str, out: &mut String) {
-    if s.is_ascii() {
+    if is_plain(s) {
         out.push_str(s);
         return;
     }
@@ -238,6 +268,26 @@ fn header_word(s: &str, out: &mut String) {
         chunk.push(c);
     }
     flush(&mut chunk, out, &mut first);
+}
+
+/// Writes `words` separated by spaces, each as [`header_word`] does. A reader
+/// drops the space between two encoded words, so when neighbours are both encoded
+/// the space that separates them is encoded into the second: `代开*2 优惠*1` shows
+/// as two words, not as `代开*2优惠*1`.
+fn header_words(words: impl IntoIterator<Item = String>, out: &mut String) {
+    let mut after_encoded = false;
+    for (i, w) in words.into_iter().enumerate() {
+        let plain = is_plain(&w);
+        if i > 0 {
+            out.push(' ');
+            if after_encoded && !plain {
+                header_word(&format!(" {w}"), out);
+                continue;
+            }
+        }
+        header_word(&w, out);
+        after_encoded = !plain;
+    }
 }
 
 /// Standard base64 with padding.
@@ -269,10 +319,27 @@ pub fn score_value(v: &Verdict) -> String {
     format!("{:.2}", v.score)
 }
 
+/// Longest classifier token shown, in characters; longer ones are cut with `…`
+/// (a `From:` address may be 256 bytes).
+const MAX_TOKEN_CHARS: usize = 40;
+
+/// A token as shown in the status header: `免费:+1.92`, `from-domain:example.com:-0.40`.
+fn token_word(t: &crate::classify::TokenWeight) -> String {
+    let mut s: String = t.token.chars().take(MAX_TOKEN_CHARS).collect();
+    if s.len() < t.token.len() {
+        s.push('…');
+    }
+    let _ = write!(s, ":{:+.2}", t.weight);
+    s
+}
+
 /// The status header's value, SpamAssassin-like:
-/// `Yes, score=14.50 action=quarantine thresholds=6.00/12.00 hits=代开*2 优惠*1`,
-/// with non-ASCII hit words as RFC 2047 encoded words.
-pub fn status_value(v: &Verdict, n: usize) -> String {
+/// `Yes, score=14.50 action=quarantine thresholds=6.00/12.00 hits=代开*2 优惠*1
+/// tokens=代开:+1.92 发票:+1.10 会议:-0.85`, with non-ASCII words as RFC 2047 encoded
+/// words, on one line (see [`fold`]). `hits` keywords are listed, strongest first;
+/// with a trained model, `tokens` of the classifier each way (spam-wards, then
+/// ham-wards; the weight is what each added to the score, in points).
+pub fn status_value(v: &Verdict, hits: usize, tokens: usize) -> String {
     let mut s = String::new();
     s.push_str(if v.action == Action::Deliver {
         "No"
@@ -294,16 +361,47 @@ pub fn status_value(v: &Verdict, n: usize) -> String {
         }
         Reason::Oversize { .. } => s.push_str(" oversize"),
     }
-    if !v.hits.is_empty() {
+    if !v.hits.is_empty() && hits > 0 {
         s.push_str(" hits=");
-        for (i, h) in v.hits.iter().take(n).enumerate() {
-            if i > 0 {
-                s.push(' ');
-            }
-            header_word(&format!("{}*{}", h.keyword, h.count), &mut s);
-        }
+        let words = v.hits.iter().take(hits);
+        header_words(words.map(|h| format!("{}*{}", h.keyword, h.count)), &mut s);
+    }
+    // The verdict lists spam-wards tokens first, then ham-wards, each strongest
+    // first.
+    let spamward = v.tokens.iter().filter(|t| t.weight > 0.0).take(tokens);
+    let hamward = v.tokens.iter().filter(|t| t.weight < 0.0).take(tokens);
+    let mut words = spamward.chain(hamward).map(token_word).peekable();
+    if words.peek().is_some() {
+        s.push_str(" tokens=");
+        header_words(words, &mut s);
     }
     s
+}
+
+/// Folds a header value for a header named `name`: at spaces, so that lines stay
+/// within 78 characters where the words allow (every word chaff writes is at most
+/// 75: encoded words are split to fit). A line break is LF and the space, as a
+/// milter writes a multi-line header; the MTA makes it CRLF, and unfolding gives
+/// the value back unchanged.
+pub fn fold(name: &str, value: &str) -> String {
+    const LINE: usize = 78;
+    let mut out = String::with_capacity(value.len() + value.len() / 32);
+    // The first line also holds `Name: `.
+    let mut col = name.len() + 2;
+    for (i, word) in value.split(' ').enumerate() {
+        let w = word.chars().count();
+        if i > 0 {
+            if col + 1 + w > LINE {
+                out.push('\n');
+                col = 0;
+            }
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += w;
+    }
+    out
 }
 
 /// The quarantine reason (Sendmail records it; Postfix ignores it).
@@ -335,6 +433,7 @@ pub fn responses(
     match d.outcome {
         Outcome::Reject | Outcome::Locked => vec![refuse(&d.reply, &settings.reject_reply)],
         Outcome::Oversize => vec![refuse(&d.reply, &settings.oversize_reply)],
+        Outcome::Busy => vec![refuse(&d.reply, BUSY_REPLY)],
         Outcome::Fallback => vec![match d.fallback.unwrap_or(settings.milter.fallback) {
             Fallback::Accept => Response::Continue,
             Fallback::Tempfail => Response::Tempfail,
@@ -364,7 +463,13 @@ pub fn responses(
                     });
                     out.push(Response::AddHeader {
                         name: m.status_header.clone(),
-                        value: format!("{lead}{}", status_value(v, m.status_hits)),
+                        value: format!(
+                            "{lead}{}",
+                            fold(
+                                &m.status_header,
+                                &status_value(v, m.status_hits, m.status_tokens)
+                            )
+                        ),
                     });
                 }
                 if d.outcome == Outcome::Quarantine && neg.can(actions::QUARANTINE) {
@@ -448,14 +553,155 @@ mod tests {
     fn status_header_encodes_chinese_hits() {
         let v = verdict(Action::Quarantine, 7.0);
         assert_eq!(
-            status_value(&v, 5),
+            status_value(&v, 5, 3),
             "Yes, score=7.00 action=quarantine thresholds=6.00/12.00 \
              hits==?UTF-8?B?5Luj5byAKjI=?= free*1"
         );
+        // Neighbouring encoded words still read as two words.
+        let mut v = verdict(Action::Quarantine, 7.0);
+        v.hits[1].keyword = "优惠".into();
+        let s = status_value(&v, 5, 3);
+        assert!(
+            s.ends_with("hits==?UTF-8?B?5Luj5byAKjI=?= =?UTF-8?B?IOS8mOaDoCox?="),
+            "{s}"
+        );
+        assert!(decoded(&s).ends_with("hits=代开*2 优惠*1"), "{s}");
         let mut s = String::new();
         header_word(&"优".repeat(40), &mut s);
         assert!(s.split(' ').all(|w| w.len() <= 75), "{s}");
         assert_eq!(base64(b"ab"), "YWI=");
+    }
+
+    fn token(token: &str, weight: f64) -> crate::classify::TokenWeight {
+        crate::classify::TokenWeight {
+            token: token.into(),
+            weight,
+        }
+    }
+
+    /// Decodes the RFC 2047 words of a header value as a lenient mail reader does
+    /// (also after `key=`); the space between two encoded words is not text.
+    fn decoded(value: &str) -> String {
+        use ::base64::Engine as _;
+        let mut out = String::new();
+        let mut after_encoded = false;
+        for (i, w) in value.split(' ').enumerate() {
+            let at = w.find("=?UTF-8?B?").unwrap_or(w.len());
+            let (prefix, word) = w.split_at(at);
+            match word
+                .strip_prefix("=?UTF-8?B?")
+                .and_then(|w| w.strip_suffix("?="))
+            {
+                Some(b64) => {
+                    if i > 0 && !(after_encoded && prefix.is_empty()) {
+                        out.push(' ');
+                    }
+                    let bytes = ::base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .unwrap();
+                    out.push_str(prefix);
+                    out.push_str(&String::from_utf8(bytes).unwrap());
+                    after_encoded = true;
+                }
+                None => {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str(w);
+                    after_encoded = false;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn status_header_lists_the_classifiers_tokens_each_way() {
+        let mut v = verdict(Action::Deliver, 3.0);
+        v.hits.truncate(1);
+        v.tokens = vec![
+            token("代开", 1.9234),
+            token("发票", 1.1),
+            token("from-domain:example.com", 0.5),
+            token("subject:invoice", 0.25),
+            token("会议", -0.85),
+            token("x-mailer:outlook", -0.3),
+        ];
+        let s = status_value(&v, 5, 3);
+        assert_eq!(
+            s,
+            "No, score=3.00 action=deliver thresholds=6.00/12.00 hits==?UTF-8?B?5Luj5byAKjI=?= \
+             tokens==?UTF-8?B?5Luj5byAOisxLjky?= =?UTF-8?B?IOWPkeelqDorMS4xMA==?= \
+             from-domain:example.com:+0.50 =?UTF-8?B?5Lya6K6uOi0wLjg1?= x-mailer:outlook:-0.30"
+        );
+        assert!(
+            decoded(&s).ends_with(
+                "tokens=代开:+1.92 发票:+1.10 from-domain:example.com:+0.50 \
+                 会议:-0.85 x-mailer:outlook:-0.30"
+            ),
+            "{}",
+            decoded(&s)
+        );
+        // Fewer each way, or none; no model, no tokens.
+        assert_eq!(
+            decoded(&status_value(&v, 5, 1)),
+            "No, score=3.00 action=deliver thresholds=6.00/12.00 hits=代开*2 \
+             tokens=代开:+1.92 会议:-0.85"
+        );
+        assert!(!status_value(&v, 5, 0).contains("tokens="));
+        v.tokens.clear();
+        assert!(!status_value(&v, 5, 3).contains("tokens="));
+    }
+
+    #[test]
+    fn tokens_from_the_mail_cannot_break_the_header() {
+        let mut v = verdict(Action::Deliver, 3.0);
+        v.hits.clear();
+        v.tokens = vec![
+            token("from:a\r\nBcc: victim@example.com", 2.0),
+            token("=?UTF-8?B?Zm9v?=", 1.0),
+            token(&"x".repeat(300), 0.5),
+            token(&"长".repeat(300), -0.5),
+        ];
+        let s = status_value(&v, 5, 5);
+        assert!(!s.contains(['\r', '\n']), "{s}");
+        assert!(!s.contains("=?UTF-8?B?Zm9v?="), "{s}");
+        assert!(s.split(' ').all(|w| w.len() <= 75), "{s}");
+        let shown = decoded(&s);
+        assert!(
+            shown.contains(&format!("{}…:+0.50", "x".repeat(40))),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("{}…:-0.50", "长".repeat(40))),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("from:a\r\nBcc: victim@example.com:+2.00"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_long_status_is_folded_between_words() {
+        let mut v = verdict(Action::Deliver, 3.0);
+        v.tokens = (0..5)
+            .map(|i| token(&format!("发票发票发票{i}"), 1.0 - f64::from(i) * 0.1))
+            .chain((0..5).map(|i| token(&format!("meeting-room-{i}"), -0.1)))
+            .collect();
+        let one_line = status_value(&v, 5, 5);
+        assert!(one_line.len() > 300, "{one_line}");
+        let folded = fold("X-Spam-Status", &one_line);
+        let lines: Vec<&str> = folded.split('\n').collect();
+        assert!(lines.len() > 3, "{folded}");
+        assert!(lines[0].len() + "X-Spam-Status: ".len() <= 78, "{folded}");
+        for l in &lines[1..] {
+            assert!(l.starts_with(' ') && l.len() <= 78, "{l:?}");
+        }
+        // Unfolding (removing the line breaks) gives the value back.
+        assert_eq!(folded.replace('\n', ""), one_line);
+        // A short value stays on one line.
+        assert_eq!(fold("X-Spam-Status", "No, score=1.00"), "No, score=1.00");
     }
 
     #[test]
@@ -521,6 +767,19 @@ mod tests {
             (0, 0),
         );
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn busy_is_a_451_replycode() {
+        let s = Settings::default();
+        let r = responses(&Decision::busy(), &s, all(), (0, 0));
+        assert_eq!(
+            r,
+            vec![Response::ReplyCode(
+                "451 4.3.2 chaff: too much mail in flight, try again later".into()
+            )]
+        );
+        assert_eq!(busy_response(), r[0]);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! exits (after `drain_timeout_secs` at most).
 
 use super::accounts::{self, AccountStore, StoreError};
+use super::budget::Budget;
 use super::metrics::{ErrorKind, Metrics};
 use super::policy::{self, Decision, Outcome};
 use super::protocol::{self, Command, ProtocolError};
@@ -177,6 +178,8 @@ pub struct Service {
     store: Option<AccountStore>,
     metrics: Metrics,
     pool: ScanPool,
+    /// Message bytes buffered across connections (`max_buffered_bytes`).
+    budget: Arc<Budget>,
     config_path: Option<PathBuf>,
 }
 
@@ -211,7 +214,9 @@ impl Service {
         };
         let pool =
             ScanPool::new(threads).map_err(|e| ServeError::Start(format!("scan threads: {e}")))?;
+        let budget = Budget::new(generation.settings.milter.max_buffered_bytes);
         Ok(Service {
+            budget,
             current: ArcSwap::from_pointee(generation),
             store: Some(store),
             metrics: Metrics::default(),
@@ -228,6 +233,11 @@ impl Service {
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The budget of message bytes buffered across connections.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     /// The lock store.
@@ -256,6 +266,8 @@ impl Service {
         {
             warn!("listen addresses changed: they take effect after a restart");
         }
+        self.budget
+            .set_limit(generation.settings.milter.max_buffered_bytes);
         self.current.store(Arc::new(generation));
         Ok(())
     }
@@ -289,6 +301,9 @@ impl Service {
                     accounts::now_secs(),
                 )
             }));
+            // The message's bytes go back to the budget before the MTA hears the
+            // answer. (A job never run, its thread gone, returns them as it drops.)
+            drop(job);
             let _ = tx.send(r.map_err(|p| panic_text(p.as_ref())));
         });
         let settings = &generation.settings;
@@ -324,6 +339,15 @@ impl Service {
         let auth = env.auth_user.as_deref().unwrap_or("-");
         let from = env.sender.as_deref().unwrap_or("<>");
         match d.outcome {
+            Outcome::Busy => warn!(
+                queue_id = %queue_id,
+                action = "busy",
+                reply = d.reply.as_deref().unwrap_or("-"),
+                buffered = self.budget.used(),
+                max_buffered_bytes = self.budget.limit(),
+                auth, from, size,
+                "message deferred: too much mail in flight"
+            ),
             Outcome::Fallback => warn!(
                 queue_id = %queue_id,
                 action = "fallback",
@@ -409,7 +433,8 @@ async fn drive<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut session = Session::new(Arc::clone(&svc.current().settings));
+    let mut session =
+        Session::with_budget(Arc::clone(&svc.current().settings), Arc::clone(&svc.budget));
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     loop {
@@ -433,6 +458,14 @@ where
                 } => {
                     let d = Decision::oversize(session.settings());
                     svc.record(&d, &envelope, size);
+                    response.encode(&mut out);
+                }
+                Step::Busy {
+                    response,
+                    size,
+                    envelope,
+                } => {
+                    svc.record(&Decision::busy(), &envelope, size);
                     response.encode(&mut out);
                 }
                 Step::Scan(job) => {
@@ -683,7 +716,7 @@ async fn metrics_request(svc: Arc<Service>, mut stream: tokio::net::TcpStream) {
             .ok()
             .flatten()
             .and_then(|r| r.ok());
-        ("200 OK", svc.metrics().render(locked))
+        ("200 OK", svc.metrics().render(locked, Some(svc.budget())))
     } else {
         ("404 Not Found", "not found; try /metrics\n".to_string())
     };

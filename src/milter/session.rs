@@ -4,8 +4,10 @@
 //! oversize refusal, abort, reuse) can be tested without sockets. The server feeds it
 //! decoded [`Command`]s and acts on each [`Step`]: send a reply, scan a message, or
 //! close. The message is rebuilt from the header and body packets into the raw bytes
-//! the engine scans, and is never buffered past `max_message_size`.
+//! the engine scans, and is never buffered past `max_message_size`, nor past what
+//! is left of the service's [`Budget`] (`max_buffered_bytes`).
 
+use super::budget::{Budget, Reservation};
 use super::policy::{self, Decision};
 use super::protocol::{self, Command, ConnAddr, OptNeg, ProtocolError, Response, actions, proto};
 use super::settings::Settings;
@@ -64,6 +66,18 @@ pub enum Step {
         /// The envelope, for the log line.
         envelope: Envelope,
     },
+    /// The message would have gone over the service's buffer budget
+    /// (`max_buffered_bytes`): send the response (REPLYCODE with
+    /// [`policy::BUSY_REPLY`], a 4xx: the MTA keeps the message and retries) and log
+    /// it once.
+    Busy {
+        /// The TEMPFAIL reply.
+        response: Response,
+        /// The message's size so far.
+        size: usize,
+        /// The envelope, for the log line.
+        envelope: Envelope,
+    },
     /// End of message: decide with [`policy::decide`], then call [`Session::finish`].
     Scan(Box<ScanJob>),
     /// Close the connection.
@@ -71,12 +85,15 @@ pub enum Step {
 }
 
 /// A complete message to scan.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct ScanJob {
     /// The message as rebuilt from the header and body packets.
     pub raw: Vec<u8>,
     /// Sender, recipients, authenticated user, client address, queue id.
     pub envelope: Envelope,
+    /// The message's bytes in the buffer budget: returned when the job is dropped,
+    /// once it is scanned.
+    pub reservation: Reservation,
 }
 
 /// What was agreed at option negotiation.
@@ -111,8 +128,13 @@ struct Message {
     queue_id: Option<String>,
     auth_user: Option<String>,
     raw: Vec<u8>,
+    /// What `raw` holds of the buffer budget.
+    reservation: Reservation,
     size: usize,
     oversize: bool,
+    /// The buffer budget ran out: the message is received but not buffered, and
+    /// answered with the TEMPFAIL reply.
+    busy: bool,
     refused: bool,
     /// Headers already named like chaff's own, which it removes: (score, status).
     own_headers: (u32, u32),
@@ -122,6 +144,7 @@ struct Message {
 #[derive(Debug)]
 pub struct Session {
     settings: Arc<Settings>,
+    budget: Arc<Budget>,
     neg: Option<Negotiated>,
     hostname: String,
     client_addr: Option<IpAddr>,
@@ -152,14 +175,26 @@ fn bare_address(b: &[u8]) -> Option<String> {
 }
 
 impl Session {
-    /// A new connection under `settings`.
+    /// A new connection under `settings`, with no limit on what it buffers beyond
+    /// `max_message_size` (a session on its own: tests, tools).
     pub fn new(settings: Arc<Settings>) -> Session {
+        Session::with_budget(settings, Budget::unlimited())
+    }
+
+    /// A new connection under `settings` that buffers messages within `budget`,
+    /// shared with the service's other connections.
+    pub fn with_budget(settings: Arc<Settings>, budget: Arc<Budget>) -> Session {
+        let msg = Message {
+            reservation: budget.reservation(),
+            ..Message::default()
+        };
         Session {
             settings,
+            budget,
             neg: None,
             hostname: String::new(),
             client_addr: None,
-            msg: Message::default(),
+            msg,
             pending_own: (0, 0),
         }
     }
@@ -205,8 +240,10 @@ impl Session {
         if raw.capacity() > 1 << 20 {
             raw = Vec::new();
         }
+        // The old message's reservation goes back to the budget here.
         self.msg = Message {
             raw,
+            reservation: self.budget.reservation(),
             ..Message::default()
         };
     }
@@ -222,37 +259,86 @@ impl Session {
         Response::reply_code(&self.settings.oversize_reply).unwrap_or(Response::Reject)
     }
 
-    /// Adds `bytes` to the message, or only counts them once it is over the limit.
-    /// Returns true when this addition crossed the limit.
-    fn append(&mut self, parts: &[&[u8]]) -> bool {
+    /// Adds `bytes` to the message, drawing them from the buffer budget, or only
+    /// counts them once the message is over the size limit or the budget.
+    fn append(&mut self, parts: &[&[u8]]) {
         let n: usize = parts.iter().map(|p| p.len()).sum();
         self.msg.size = self.msg.size.saturating_add(n);
-        if self.msg.oversize {
-            return false;
-        }
-        if self.msg.size > self.settings.max_message_size {
+        // Over the size limit is final (5xx), and wins over a full budget (4xx)
+        // unless the 4xx was already given.
+        if self.msg.size > self.settings.max_message_size
+            && !self.msg.oversize
+            && !(self.msg.busy && self.msg.refused)
+        {
             self.msg.oversize = true;
-            self.msg.raw = Vec::new();
-            return true;
+            self.msg.busy = false;
+            self.drop_buffer();
+            return;
+        }
+        if self.msg.oversize || self.msg.busy {
+            return;
+        }
+        if !self.msg.reservation.grow(n) {
+            self.msg.busy = true;
+            self.drop_buffer();
+            return;
         }
         for p in parts {
             self.msg.raw.extend_from_slice(p);
         }
-        false
     }
 
-    /// The step for a message that is over the limit at a point where a reply is
-    /// expected: the refusal once, then the same reply again.
+    /// Forgets what is buffered of a refused message and returns its budget.
+    fn drop_buffer(&mut self) {
+        self.msg.raw = Vec::new();
+        self.msg.reservation.release();
+    }
+
+    /// True when the message is being refused (over the size limit or the budget).
+    fn refusing(&self) -> bool {
+        self.msg.oversize || self.msg.busy
+    }
+
+    /// The step for a refused message at a point where a reply is expected: the
+    /// refusal once, then the same reply again.
     fn refuse(&mut self) -> Step {
-        let response = self.oversize_response();
+        let response = if self.msg.oversize {
+            self.oversize_response()
+        } else {
+            policy::busy_response()
+        };
         if self.msg.refused {
             return Step::Reply(response);
         }
         self.msg.refused = true;
-        Step::Oversize {
-            response,
-            size: self.msg.size,
-            envelope: self.envelope(),
+        let (size, envelope) = (self.msg.size, self.envelope());
+        if self.msg.oversize {
+            Step::Oversize {
+                response,
+                size,
+                envelope,
+            }
+        } else {
+            Step::Busy {
+                response,
+                size,
+                envelope,
+            }
+        }
+    }
+
+    /// The answer to a command that may expect one (`no_reply` is its `SMFIP_NR_*`
+    /// flag): the refusal of a message that is being refused, else CONTINUE. A
+    /// command the MTA asked not to answer gets nothing, even when refused: Postfix
+    /// does not read such an answer, and it would be taken as the answer to a later
+    /// command. The refusal then goes with the next answered command (at the latest
+    /// end of message).
+    fn refuse_or_continue(&mut self, no_reply: u32) -> Step {
+        let answered = !self.neg.is_some_and(|n| n.has(no_reply));
+        if self.refusing() && answered {
+            self.refuse()
+        } else {
+            self.continue_unless(no_reply)
         }
     }
 
@@ -322,25 +408,16 @@ impl Session {
             Command::Eoh => {
                 self.msg.active = true;
                 self.append(&[b"\r\n"]);
-                if self.msg.oversize {
-                    self.refuse()
-                } else {
-                    self.continue_unless(proto::NR_EOH)
-                }
+                self.refuse_or_continue(proto::NR_EOH)
             }
             Command::Body(chunk) => {
                 self.msg.active = true;
-                let crossed = self.append(&[chunk]);
-                let nr = self.neg.is_some_and(|n| n.has(proto::NR_BODY));
-                if self.msg.oversize && !nr && (crossed || self.msg.refused) {
-                    self.refuse()
-                } else {
-                    self.continue_unless(proto::NR_BODY)
-                }
+                self.append(&[chunk]);
+                self.refuse_or_continue(proto::NR_BODY)
             }
             Command::Eob(chunk) => {
                 self.append(&[chunk]);
-                if self.msg.oversize {
+                if self.refusing() {
                     let step = self.refuse();
                     self.reset_message();
                     step
@@ -351,6 +428,7 @@ impl Session {
                     let job = ScanJob {
                         raw: std::mem::replace(&mut self.msg.raw, Vec::with_capacity(room)),
                         envelope: self.envelope(),
+                        reservation: std::mem::take(&mut self.msg.reservation),
                     };
                     self.pending_own = self.msg.own_headers;
                     self.reset_message();
@@ -383,8 +461,8 @@ impl Session {
         let leadspc = self.neg.is_some_and(|n| n.has(proto::HDR_LEADSPC));
         // Rebuild `Name: value\r\n`, continuation lines with CRLF as on the wire.
         let sep: &[u8] = if leadspc { b":" } else { b": " };
-        let crossed = if memchr::memchr(b'\n', value).is_none() {
-            self.append(&[name, sep, value, b"\r\n"])
+        if memchr::memchr(b'\n', value).is_none() {
+            self.append(&[name, sep, value, b"\r\n"]);
         } else {
             let mut v = Vec::with_capacity(value.len() + 8);
             for (i, line) in value.split(|&b| b == b'\n').enumerate() {
@@ -393,14 +471,9 @@ impl Session {
                 }
                 v.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
             }
-            self.append(&[name, sep, &v, b"\r\n"])
-        };
-        let nr = self.neg.is_some_and(|n| n.has(proto::NR_HDR));
-        if crossed && !nr {
-            self.refuse()
-        } else {
-            self.continue_unless(proto::NR_HDR)
+            self.append(&[name, sep, &v, b"\r\n"]);
         }
+        self.refuse_or_continue(proto::NR_HDR)
     }
 
     fn negotiate(&mut self, theirs: OptNeg) -> Result<Step, ProtocolError> {
@@ -681,6 +754,27 @@ mod tests {
     }
 
     #[test]
+    fn oversize_headers_are_not_answered_when_the_mta_asked_for_no_reply() {
+        // Postfix does not read an answer to EOH when SMFIP_NR_EOH was agreed: one
+        // sent anyway would be read as the answer to end of message, and every
+        // answer after it would be one late.
+        let mut s = session(20);
+        s.handle(Command::OptNeg(postfix_optneg())).unwrap();
+        s.handle(Command::Mail(vec![b"<a@b>"])).unwrap();
+        s.handle(Command::Header {
+            name: b"Subject",
+            value: b" a long subject line",
+        })
+        .unwrap();
+        assert_eq!(s.handle(Command::Eoh), Ok(Step::Nothing));
+        assert_eq!(s.handle(Command::Body(b"x")), Ok(Step::Nothing));
+        assert!(matches!(
+            s.handle(Command::Eob(b"")),
+            Ok(Step::Oversize { .. })
+        ));
+    }
+
+    #[test]
     fn by_default_oversize_is_refused_at_end_of_message_without_buffering() {
         let mut s = session(100);
         s.handle(Command::OptNeg(postfix_optneg())).unwrap();
@@ -693,6 +787,105 @@ mod tests {
         let step = s.handle(Command::Eob(b"")).unwrap();
         assert!(matches!(step, Step::Oversize { size: 602, .. }), "{step:?}");
         assert!(s.is_idle());
+    }
+
+    fn budget_session(budget: &Arc<Budget>, early: bool) -> Session {
+        let mut st = Settings {
+            max_message_size: 1000,
+            ..Settings::default()
+        };
+        st.milter.refuse_oversize_early = early;
+        let mut s = Session::with_budget(Arc::new(st), Arc::clone(budget));
+        s.handle(Command::OptNeg(postfix_optneg())).unwrap();
+        s
+    }
+
+    /// MAIL, no headers, end of headers (2 bytes), then `body` in one chunk.
+    fn start_message(s: &mut Session, body: &[u8]) -> Step {
+        s.handle(Command::Mail(vec![b"<a@b>"])).unwrap();
+        s.handle(Command::Eoh).unwrap();
+        s.handle(Command::Body(body)).unwrap()
+    }
+
+    #[test]
+    fn a_message_over_the_shared_budget_is_deferred_and_the_budget_comes_back() {
+        let budget = Budget::new(100);
+        let mut a = budget_session(&budget, false);
+        let mut b = budget_session(&budget, false);
+        assert_eq!(start_message(&mut a, &[b'a'; 58]), Step::Nothing);
+        assert_eq!(budget.used(), 60);
+        // b's body would take the total past 100: received, not buffered, 451 at
+        // end of message (nothing before it is answered).
+        assert_eq!(start_message(&mut b, &[b'b'; 30]), Step::Nothing);
+        assert_eq!(b.handle(Command::Body(&[b'b'; 30])), Ok(Step::Nothing));
+        assert_eq!(budget.used(), 60, "b holds nothing once refused");
+        assert!(b.msg.raw.capacity() == 0, "b's buffer kept");
+        let step = b.handle(Command::Eob(b"")).unwrap();
+        let Step::Busy { response, size, .. } = step else {
+            panic!("not deferred: {step:?}");
+        };
+        assert_eq!(
+            response,
+            Response::ReplyCode("451 4.3.2 chaff: too much mail in flight, try again later".into())
+        );
+        assert_eq!(size, 62);
+        assert!(b.is_idle());
+        // a's message is scanned: its bytes travel with the job and come back when
+        // the job is dropped; then b's next message fits.
+        let Ok(Step::Scan(job)) = a.handle(Command::Eob(b"")) else {
+            panic!("a not scanned");
+        };
+        assert_eq!((job.reservation.held(), budget.used()), (60, 60));
+        drop(job);
+        assert_eq!(budget.used(), 0);
+        assert_eq!(start_message(&mut b, &[b'b'; 60]), Step::Nothing);
+        assert!(matches!(b.handle(Command::Eob(b"")), Ok(Step::Scan(_))));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn answered_early_a_message_over_the_budget_is_deferred_at_its_chunk() {
+        let budget = Budget::new(100);
+        let mut a = budget_session(&budget, true);
+        let mut b = budget_session(&budget, true);
+        assert_eq!(
+            start_message(&mut a, &[b'a'; 58]),
+            Step::Reply(Response::Continue)
+        );
+        assert!(matches!(
+            start_message(&mut b, &[b'b'; 60]),
+            Step::Busy { .. }
+        ));
+        // A peer that goes on gets the same reply, logged once.
+        assert_eq!(
+            b.handle(Command::Eob(b"")),
+            Ok(Step::Reply(policy::busy_response()))
+        );
+        // Over the size limit as well, before the 4xx was given: the 552 wins.
+        let mut c = budget_session(&budget, false);
+        assert_eq!(start_message(&mut c, &[b'c'; 50]), Step::Nothing);
+        assert_eq!(c.handle(Command::Body(&[b'c'; 1000])), Ok(Step::Nothing));
+        assert!(matches!(
+            c.handle(Command::Eob(b"")),
+            Ok(Step::Oversize { .. })
+        ));
+        assert_eq!(budget.used(), 60);
+    }
+
+    #[test]
+    fn abort_a_new_transaction_or_a_dropped_connection_return_the_budget() {
+        let budget = Budget::new(1000);
+        let mut a = budget_session(&budget, false);
+        start_message(&mut a, &[b'a'; 98]);
+        assert_eq!(budget.used(), 100);
+        a.handle(Command::Abort).unwrap();
+        assert_eq!(budget.used(), 0);
+        start_message(&mut a, &[b'a'; 98]);
+        // MAIL without ABORT before it: the unfinished message is forgotten.
+        start_message(&mut a, &[b'a'; 8]);
+        assert_eq!(budget.used(), 10);
+        drop(a);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]
