@@ -35,6 +35,7 @@ pub mod accounts;
 pub mod budget;
 pub mod client;
 pub mod config;
+pub mod cpu_time;
 pub mod metrics;
 pub mod policy;
 pub mod protocol;

@@ -99,8 +99,10 @@ pub struct Decision {
     pub error: Option<String>,
     /// The fallback answer given (outcome `Fallback`).
     pub fallback: Option<Fallback>,
-    /// Time spent scanning.
+    /// Time spent scanning (wall clock).
     pub scan_time: Duration,
+    /// CPU time the scanning thread used for the scan, where the clock exists.
+    pub scan_cpu: Option<Duration>,
 }
 
 impl Decision {
@@ -114,6 +116,7 @@ impl Decision {
             error: None,
             fallback: None,
             scan_time: Duration::ZERO,
+            scan_cpu: None,
         }
     }
 
@@ -192,11 +195,16 @@ pub fn decide(
         }
     }
     let started = Instant::now();
+    let cpu_started = super::cpu_time::thread_cpu_time();
     let verdict = engine.scan(&job.raw, &job.envelope);
     let scan_time = started.elapsed();
+    let scan_cpu = super::cpu_time::thread_cpu_time()
+        .zip(cpu_started)
+        .map(|(end, start)| end.saturating_sub(start));
     let outcome = outcome_of(&verdict);
     let mut d = Decision {
         scan_time,
+        scan_cpu,
         error: store_error,
         ..Decision::new(outcome)
     };

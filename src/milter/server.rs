@@ -363,6 +363,7 @@ impl Service {
                 hits = %hits,
                 auth, from, size,
                 scan_us = d.scan_time.as_micros() as u64,
+                scan_cpu_us = d.scan_cpu.map_or(0, |t| t.as_micros() as u64),
                 "message"
             ),
         }
