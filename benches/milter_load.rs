@@ -451,20 +451,18 @@ fn main() {
         percentile(&rtts_50k, 0.5),
         percentile(&rtts_50k, 0.99)
     );
-    println!(
-        "scan time (server log): p50 {:.3} ms, p99 {:.3} ms; messages >= 50 KB: p50 {:.3} ms, p99 {:.3} ms",
-        percentile(&scan_us, 0.5) / 1e3,
-        percentile(&scan_us, 0.99) / 1e3,
-        percentile(&scan_us_50k, 0.5) / 1e3,
-        percentile(&scan_us_50k, 0.99) / 1e3
-    );
-    println!(
-        "scan CPU time of the scanning thread (server log): p50 {:.3} ms, p99 {:.3} ms; messages >= 50 KB: p50 {:.3} ms, p99 {:.3} ms",
-        percentile(&cpu_us, 0.5) / 1e3,
-        percentile(&cpu_us, 0.99) / 1e3,
-        percentile(&cpu_us_50k, 0.5) / 1e3,
-        percentile(&cpu_us_50k, 0.99) / 1e3
-    );
+    for (what, all, big) in [
+        ("scan time", &scan_us, &scan_us_50k),
+        ("scan CPU time of the scanning thread", &cpu_us, &cpu_us_50k),
+    ] {
+        println!(
+            "{what} (server log): p50 {:.3} ms, p99 {:.3} ms; messages >= 50 KB: p50 {:.3} ms, p99 {:.3} ms",
+            percentile(all, 0.5) / 1e3,
+            percentile(all, 0.99) / 1e3,
+            percentile(big, 0.5) / 1e3,
+            percentile(big, 0.99) / 1e3
+        );
+    }
     println!(
         "CPU per message: service {:.0} µs (Engine::scan alone: {:.0} µs), load client {:.0} µs",
         server_cpu / n as f64 * 1e6,
