@@ -33,7 +33,8 @@ pub const FEATURES_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeatureConfig {
-    /// log2 of the number of hash buckets (weights). 20..=24.
+    /// log2 of the number of hash buckets (weights), 16..=26 (clamped there by
+    /// [`Extractor::new`]; `chaff.toml` values outside are refused).
     pub bits: u8,
     /// CJK single characters.
     pub cjk_unigrams: bool,
