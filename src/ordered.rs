@@ -280,6 +280,30 @@ mod tests {
         assert!(worst <= 2 * WINDOW, "{worst} items in flight");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_input_comes_out_whole_and_in_order(
+            items in proptest::collection::vec(0u32..1000, 0..3000),
+            jobs in 1usize..6,
+        ) {
+            let mut out = Vec::with_capacity(items.len());
+            Ordered::new(jobs).run(
+                items.clone(),
+                |x| {
+                    // Uneven work, so that threads overtake one another.
+                    if x % 97 == 0 {
+                        std::thread::yield_now();
+                    }
+                    u64::from(x) * 3
+                },
+                |r| out.push(r),
+            );
+            let want: Vec<u64> = items.iter().map(|&x| u64::from(x) * 3).collect();
+            proptest::prop_assert_eq!(out, want);
+        }
+    }
+
     #[test]
     fn empty_input() {
         let mut n = 0;
