@@ -153,7 +153,25 @@ fn decode_parts(
     budget: &mut usize,
     depth: usize,
 ) {
-    let raw = message.raw_message();
+    decode_parts_in(message, message.raw_message(), texts, budget, depth);
+}
+
+/// [`decode_parts`] for a message inside `outer`, the outermost message's bytes.
+///
+/// mail-parser parses an encapsulated message (message/rfc822) in the same pass as
+/// the message around it, so its parts' offsets count from the start of `outer`,
+/// while its `raw_message()` is only its own stretch of `outer`: slicing that with
+/// the offsets would read the wrong bytes. Only a message the parser had to decode
+/// first (its bytes are then a buffer of their own) has offsets into its own bytes.
+fn decode_parts_in(
+    message: &Message<'_>,
+    outer: &[u8],
+    texts: &mut Vec<DecodedText>,
+    budget: &mut usize,
+    depth: usize,
+) {
+    let own = message.raw_message();
+    let raw = if within(own, outer) { outer } else { own };
     for (id, part) in message.parts.iter().enumerate() {
         if texts.len() >= MAX_PARTS || *budget == 0 {
             return;
@@ -168,11 +186,21 @@ fn decode_parts(
                 push_text(texts, budget, body, charset, transfer_encoding(part), html);
             }
             PartType::Message(nested) if depth < 3 => {
-                decode_parts(nested, texts, budget, depth + 1)
+                decode_parts_in(nested, raw, texts, budget, depth + 1)
             }
             _ => {}
         }
     }
+}
+
+/// Is `inner` a stretch of `outer`'s bytes (not a copy)?
+fn within(inner: &[u8], outer: &[u8]) -> bool {
+    let (start, end) = (
+        outer.as_ptr() as usize,
+        outer.as_ptr() as usize + outer.len(),
+    );
+    let at = inner.as_ptr() as usize;
+    start <= at && at + inner.len() <= end
 }
 
 fn transfer_encoding(part: &MessagePart<'_>) -> TransferEncoding {
@@ -250,6 +278,30 @@ mod tests {
               \xb4\xfa\xbf\xaa\xb7\xa2\xc6\xb1\r\n",
         );
         assert!(d.texts.iter().any(|t| t.text.contains("代开发票")), "{d:?}");
+    }
+
+    #[test]
+    fn parts_of_a_forwarded_message_are_read_from_their_own_bytes() {
+        // A bounce or a forward: the spam sits in a message/rfc822 part, its HTML
+        // quoted-printable. Its offsets count from the start of the outer message.
+        let d = texts(
+            b"Subject: bounce\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n\
+              --o\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\
+              --o\r\nContent-Type: message/rfc822\r\n\r\n\
+              Subject: offer\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n\
+              --i\r\nContent-Type: text/plain\r\n\r\nplain\r\n\
+              --i\r\nContent-Type: text/html; charset=utf-8\r\n\
+              Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+              <p>=E5=85=8D=E8=B4=B9 =E4=BB=A3=E5=BC=80=E5=8F=91=E7=A5=A8</p>\r\n--i--\r\n\
+              --o--\r\n",
+        );
+        let html: Vec<&str> = d
+            .texts
+            .iter()
+            .filter(|t| t.source == TextSource::Html)
+            .map(|t| t.text.trim())
+            .collect();
+        assert_eq!(html, ["免费 代开发票"], "{d:?}");
     }
 
     #[test]
