@@ -64,7 +64,7 @@ impl Parser {
         // parser: the decode stage reads the body from the raw bytes itself, so
         // letting mail-parser decode it as well would only do the work twice.
         match self.inner.parse_headers(raw) {
-            Some(head) if !is_container(&head) => Parsed {
+            Some(head) if !is_container(&head) || is_unsplittable(&head, raw) => Parsed {
                 raw,
                 message: Some(head),
                 body_start: Some(body_start(raw)),
@@ -98,6 +98,29 @@ fn is_container(head: &Message<'_>) -> bool {
     head.root_part().content_type().is_some_and(|ct| {
         ct.c_type.eq_ignore_ascii_case("multipart") || ct.c_type.eq_ignore_ascii_case("message")
     })
+}
+
+/// A multipart whose boundary never occurs in its body (trec06c strips them; some
+/// spam never had them): there are no parts to find, and mail-parser would only
+/// convert the whole body to one lossy UTF-8 string that the decode stage reads
+/// again anyway. Read it as a single part.
+fn is_unsplittable(head: &Message<'_>, raw: &[u8]) -> bool {
+    let Some(ct) = head.root_part().content_type() else {
+        return false;
+    };
+    if !ct.c_type.eq_ignore_ascii_case("multipart") {
+        return false;
+    }
+    match ct.attribute("boundary") {
+        None => true,
+        Some(b) => {
+            let body = raw.get(body_start(raw)..).unwrap_or_default();
+            let mut delimiter = Vec::with_capacity(b.len() + 2);
+            delimiter.extend_from_slice(b"--");
+            delimiter.extend_from_slice(b.as_bytes());
+            memchr::memmem::find(body, &delimiter).is_none()
+        }
+    }
 }
 
 /// Skips an mbox `From ` line: files saved one message each often keep it.
@@ -151,6 +174,16 @@ mod tests {
         assert_eq!(body_start(b""), 0);
         let p = parse(b"Subject: x\n\nhello");
         assert_eq!(p.body_start, Some(12));
+    }
+
+    #[test]
+    fn a_multipart_without_its_boundary_is_one_part() {
+        let stripped = b"Content-Type: multipart/mixed; boundary=\"xyz\"\n\nbody only\n";
+        assert_eq!(parse(stripped).body_start, Some(47));
+        let no_param = b"Content-Type: multipart/mixed\n\nbody only\n";
+        assert!(parse(no_param).body_start.is_some());
+        let real = b"Content-Type: multipart/mixed; boundary=\"xyz\"\n\n--xyz\n\nA\n--xyz--\n";
+        assert_eq!(parse(real).body_start, None);
     }
 
     #[test]
