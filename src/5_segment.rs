@@ -9,7 +9,8 @@
 
 use crate::keywords::{KeywordSet, is_han};
 use jieba_rs::Jieba;
-use std::collections::HashMap;
+use lru::LruCache;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
 
 /// Characters of context segmented either side of a hit, at most. The window is
@@ -90,22 +91,16 @@ impl Segmenter {
             cache.range = (ws, we);
             let window = &text[ws..we];
             // Spam comes in campaigns: the same clause is segmented again and
-            // again, so cuts are remembered per thread (bounded; cleared when full).
-            let boundaries = match cache.memo.get(window) {
-                Some(b) => b,
-                None => {
-                    if cache.memo.len() >= MEMO_WINDOWS {
-                        cache.memo.clear();
-                    }
-                    let cut: Vec<u32> = self
-                        .jieba()
-                        .cut(window, false)
-                        .iter()
-                        .map(|t| t.byte_end as u32)
-                        .collect();
-                    cache.memo.entry(window.to_string()).or_insert(cut)
-                }
-            };
+            // again, so cuts are remembered per thread, the least recently used
+            // forgotten one at a time when the memo is full (clearing it all at
+            // once cost the unlucky message a few milliseconds).
+            let boundaries = cache.memo.get_or_insert_ref(window, || {
+                self.jieba()
+                    .cut(window, false)
+                    .iter()
+                    .map(|t| t.byte_end as u32)
+                    .collect()
+            });
             cache.boundaries.clear();
             cache
                 .boundaries
@@ -122,13 +117,30 @@ pub const MEMO_WINDOWS: usize = 16 * 1024;
 /// Per-thread segmentation state: the last window (reused for the next hit in the
 /// same window) and a memo of recent windows' cuts. Call [`WindowCache::reset`]
 /// before moving on to another text.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WindowCache {
     valid: bool,
     range: (usize, usize),
     boundaries: Vec<usize>,
-    memo: HashMap<String, Vec<u32>>,
+    memo: LruCache<String, Vec<u32>>,
 }
+
+impl Default for WindowCache {
+    fn default() -> Self {
+        WindowCache {
+            valid: false,
+            range: (0, 0),
+            boundaries: Vec::new(),
+            memo: LruCache::new(MEMO_CAPACITY),
+        }
+    }
+}
+
+/// [`MEMO_WINDOWS`], as the cache wants it.
+const MEMO_CAPACITY: NonZeroUsize = match NonZeroUsize::new(MEMO_WINDOWS) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
 
 /// Frequency given to a keyword the dictionary lacks (代开, 直投): a common word's,
 /// so that 代开发票 splits as 代开/发票 rather than 代/开发票, while words that
