@@ -36,6 +36,7 @@ pub mod budget;
 pub mod client;
 pub mod config;
 pub mod cpu_time;
+pub mod memory;
 pub mod metrics;
 pub mod policy;
 pub mod protocol;
