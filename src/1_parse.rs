@@ -14,8 +14,9 @@ pub struct Parsed<'a> {
     pub raw: &'a [u8],
     /// The MIME tree, or `None` for bytes mail-parser could not parse at all.
     pub message: Option<Message<'a>>,
-    /// Where the body starts when the message is a single part: then only its
-    /// headers were parsed, and the body is `raw[body_start..]`.
+    /// Where the body starts when the message is read as a single part (it is one,
+    /// or a multipart whose boundary never occurs): then only its headers were
+    /// parsed, and the body is `raw[body_start..]`.
     pub body_start: Option<usize>,
 }
 
@@ -63,18 +64,21 @@ impl Parser {
         // Most mail is a single part. Its headers are all that is needed from the
         // parser: the decode stage reads the body from the raw bytes itself, so
         // letting mail-parser decode it as well would only do the work twice.
-        match self.inner.parse_headers(raw) {
-            Some(head) if !is_container(&head) || is_unsplittable(&head, raw) => Parsed {
-                raw,
-                message: Some(head),
-                body_start: Some(body_start(raw)),
-            },
-            Some(_) => Parsed {
+        let Some(head) = self.inner.parse_headers(raw) else {
+            return Parsed::unparsed(raw);
+        };
+        let start = body_start(raw);
+        if is_container(&head) && !boundary_missing(&head, &raw[start..]) {
+            return Parsed {
                 raw,
                 message: self.inner.parse(raw),
                 body_start: None,
-            },
-            None => Parsed::unparsed(raw),
+            };
+        }
+        Parsed {
+            raw,
+            message: Some(head),
+            body_start: Some(start),
         }
     }
 }
@@ -100,27 +104,21 @@ fn is_container(head: &Message<'_>) -> bool {
     })
 }
 
-/// A multipart whose boundary never occurs in its body (trec06c strips them; some
+/// A multipart whose boundary never occurs in its `body` (trec06c strips them; some
 /// spam never had them): there are no parts to find, and mail-parser would only
 /// convert the whole body to one lossy UTF-8 string that the decode stage reads
-/// again anyway. Read it as a single part.
-fn is_unsplittable(head: &Message<'_>, raw: &[u8]) -> bool {
+/// again anyway, so it is read as a single part.
+fn boundary_missing(head: &Message<'_>, body: &[u8]) -> bool {
     let Some(ct) = head.root_part().content_type() else {
         return false;
     };
     if !ct.c_type.eq_ignore_ascii_case("multipart") {
         return false;
     }
-    match ct.attribute("boundary") {
-        None => true,
-        Some(b) => {
-            let body = raw.get(body_start(raw)..).unwrap_or_default();
-            let mut delimiter = Vec::with_capacity(b.len() + 2);
-            delimiter.extend_from_slice(b"--");
-            delimiter.extend_from_slice(b.as_bytes());
-            memchr::memmem::find(body, &delimiter).is_none()
-        }
-    }
+    ct.attribute("boundary").is_none_or(|b| {
+        let delimiter = [b"--", b.as_bytes()].concat();
+        memchr::memmem::find(body, &delimiter).is_none()
+    })
 }
 
 /// Skips an mbox `From ` line: files saved one message each often keep it.

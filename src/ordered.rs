@@ -126,11 +126,6 @@ impl Ordered {
         Ordered { jobs }
     }
 
-    /// The number of threads that map items.
-    pub fn jobs(&self) -> usize {
-        self.jobs
-    }
-
     /// Maps every item with `f` and passes the results to `sink` in input order,
     /// on the calling thread. A panic in `f` stops the run and is re-raised here.
     pub fn run<T, R, I, F, S>(&self, items: I, f: F, mut sink: S)

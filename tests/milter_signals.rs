@@ -143,36 +143,27 @@ fn bad_command_lines_and_configurations_are_refused_before_listening() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("inet:HOST:PORT"));
 
+    // A bad value and an unknown field are both refused, naming file and field.
     let bad = f.dir.path().join("bad.toml");
-    std::fs::write(&bad, "[milter]\nscore_header = \"X Spam\"\n").unwrap();
-    let out = run(&[
-        "milter",
-        "--config",
-        bad.to_str().unwrap(),
-        "--listen",
-        "inet:127.0.0.1:0",
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.toml") && err.contains("milter.score_header"),
-        "{err}"
-    );
-
-    std::fs::write(&bad, "[milter]\nno_such_field = 1\n").unwrap();
-    let out = run(&[
-        "milter",
-        "--config",
-        bad.to_str().unwrap(),
-        "--listen",
-        "inet:127.0.0.1:0",
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.toml") && err.contains("no_such_field"),
-        "{err}"
-    );
+    for (toml, field) in [
+        (
+            "[milter]\nscore_header = \"X Spam\"\n",
+            "milter.score_header",
+        ),
+        ("[milter]\nno_such_field = 1\n", "no_such_field"),
+    ] {
+        std::fs::write(&bad, toml).unwrap();
+        let out = run(&[
+            "milter",
+            "--config",
+            bad.to_str().unwrap(),
+            "--listen",
+            "inet:127.0.0.1:0",
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad.toml") && err.contains(field), "{err}");
+    }
 }
 
 #[test]

@@ -34,6 +34,12 @@ use crate::keywords::KeywordSet;
 use crate::score::Found;
 use crate::verdict::TextSource;
 
+/// `(spam, ham)` among `examples`.
+fn label_counts(examples: &[Example]) -> (usize, usize) {
+    let spam = examples.iter().filter(|e| e.spam).count();
+    (spam, examples.len() - spam)
+}
+
 /// One prepared training message: its label, its feature buckets and its keyword
 /// features.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,12 +191,7 @@ impl Trainer {
             classifier_factor: 1.0,
         };
         let cache = &self.cache;
-        let (nspam, nham) = cache.iter().fold(
-            (0, 0),
-            |(s, h), e| {
-                if e.spam { (s + 1, h) } else { (s, h + 1) }
-            },
-        );
+        let (nspam, nham) = label_counts(cache);
         if nspam == 0 || nham == 0 {
             // Nothing to calibrate against: raw log-odds as points, list weights kept.
             return (model, report);
@@ -225,12 +226,7 @@ impl Trainer {
         }
         let cache = &cache[honest_from..];
         let z = &z[honest_from..];
-        let (nspam, nham) = cache.iter().fold(
-            (0, 0),
-            |(s, h), e| {
-                if e.spam { (s + 1, h) } else { (s, h + 1) }
-            },
-        );
+        let (nspam, nham) = label_counts(cache);
         if nspam == 0 || nham == 0 {
             return (model, report);
         }

@@ -14,15 +14,8 @@ use std::time::Instant;
 /// Arguments of `chaff eval`.
 #[derive(clap::Args)]
 pub struct EvalArgs {
-    /// A configuration file (default: the embedded defaults).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Worker threads (0: one per core).
-    #[arg(long, short, default_value_t = 0)]
-    pub jobs: usize,
+    #[command(flatten)]
+    pub batch: super::BatchArgs,
     /// Train a model on these indexes (in memory) and test it on INDEX...
     #[arg(long = "train", value_name = "INDEX")]
     pub train: Vec<PathBuf>,
@@ -107,16 +100,16 @@ pub struct Report {
 pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     if !args.train.is_empty() || args.split.is_some() {
         return super::train::eval_trained(
-            args.config.as_deref(),
-            args.format,
-            args.jobs,
+            args.batch.config.as_deref(),
+            args.batch.format,
+            args.batch.jobs,
             &args.train,
             args.split,
             args.method,
             &args.indexes,
         );
     }
-    let engine = engine(args.config.as_deref())?;
+    let engine = engine(args.batch.config.as_deref())?;
     let mut labelled = Vec::new();
     for idx in &args.indexes {
         labelled.extend(index::read(idx)?);
@@ -126,7 +119,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
         scored,
         unreadable,
         elapsed,
-    } = scan_labelled(&engine, labelled, args.jobs)?;
+    } = scan_labelled(&engine, labelled, args.batch.jobs)?;
     let report = Report {
         counts: Counts::from(confusion),
         precision: confusion.precision(),
@@ -137,7 +130,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
         unreadable,
         msgs_per_sec: per_sec(confusion.total() + unreadable, elapsed),
     };
-    print_report(args.format, &report)?;
+    print_report(args.batch.format, &report)?;
     Ok(if unreadable > 0 {
         ExitCode::from(1)
     } else {

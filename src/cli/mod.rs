@@ -10,7 +10,22 @@ pub mod score;
 pub mod train;
 
 use chaff::{Config, Engine};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The options every batch command (`score`, `eval`, `train`) takes.
+#[derive(clap::Args)]
+pub struct BatchArgs {
+    /// A configuration file (default: the embedded defaults). Its keyword lists,
+    /// scoring and `[classifier]` settings are what is scored or trained with.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = output::Format::Text)]
+    pub format: output::Format,
+    /// Worker threads (0: one per core).
+    #[arg(long, short, default_value_t = 0)]
+    pub jobs: usize,
+}
 
 /// An error that ends a command, shown as `chaff: MESSAGE` with exit status 2.
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,7 +1,7 @@
 //! `chaff score`: the verdict for every message of files, directories, Maildirs,
 //! mbox files or standard input, in input order.
 
-use super::output::{self, Format};
+use super::output;
 use super::{CliError, engine, progress};
 use chaff::Envelope;
 use chaff::ordered::Ordered;
@@ -12,15 +12,8 @@ use std::process::ExitCode;
 /// Arguments of `chaff score`.
 #[derive(clap::Args)]
 pub struct ScoreArgs {
-    /// A configuration file (default: the embedded defaults).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Worker threads (0: one per core).
-    #[arg(long, short, default_value_t = 0)]
-    pub jobs: usize,
+    #[command(flatten)]
+    pub batch: super::BatchArgs,
     /// Messages: files, directories (recursive), Maildirs, mbox files, `-` for stdin.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -28,8 +21,8 @@ pub struct ScoreArgs {
 
 /// Scores every message; exits non-zero at the end if any could not be read.
 pub fn run(args: ScoreArgs) -> Result<ExitCode, CliError> {
-    let engine = engine(args.config.as_deref())?;
-    let ordered = Ordered::new(args.jobs);
+    let engine = engine(args.batch.config.as_deref())?;
+    let ordered = Ordered::new(args.batch.jobs);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let bar = progress(None);
@@ -43,9 +36,9 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode, CliError> {
             match bytes {
                 Ok(raw) => (
                     true,
-                    output::verdict_line(args.format, &name, &engine.scan(&raw, &envelope)),
+                    output::verdict_line(args.batch.format, &name, &engine.scan(&raw, &envelope)),
                 ),
-                Err(e) => (false, output::error_line(args.format, &name, &e)),
+                Err(e) => (false, output::error_line(args.batch.format, &name, &e)),
             }
         },
         |(ok, line)| {

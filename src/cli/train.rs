@@ -21,16 +21,8 @@ use std::time::Instant;
 /// Arguments of `chaff train`.
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// A configuration file (default: the embedded defaults). Its keyword lists,
-    /// scoring and `[classifier]` settings are what the model is trained with.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Output format of the report.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Worker threads for reading and decoding (0: one per core).
-    #[arg(long, short, default_value_t = 0)]
-    pub jobs: usize,
+    #[command(flatten)]
+    pub batch: super::BatchArgs,
     /// Where to write the model (replaced atomically).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -63,10 +55,10 @@ pub struct TrainSummary {
 
 /// Trains on every index and writes the model.
 pub fn run(args: TrainArgs) -> Result<ExitCode, CliError> {
-    let config = load_config(args.config.as_deref())?;
+    let config = load_config(args.batch.config.as_deref())?;
     config.classifier.validate()?;
     let labelled = read_indexes(&args.indexes)?;
-    let (model, summary) = train(&config, labelled, args.jobs)?;
+    let (model, summary) = train(&config, labelled, args.batch.jobs)?;
     if summary.messages == 0 {
         return Err("no message could be read: nothing to train on".into());
     }
@@ -75,7 +67,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode, CliError> {
         model_bytes: std::fs::metadata(&args.output).ok().map(|m| m.len()),
         ..summary
     };
-    match args.format {
+    match args.batch.format {
         Format::Json => println!("{}", serde_json::to_string(&summary)?),
         Format::Text => {
             print_train_summary(&summary);
