@@ -366,6 +366,18 @@ where
     parse_size(&SizeValue::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
+/// As [`deserialize_size`], for settings where 0 turns something off.
+pub(crate) fn deserialize_size_or_zero<'de, D>(d: D) -> Result<usize, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match SizeValue::deserialize(d)? {
+        SizeValue::Bytes(0) => Ok(0),
+        SizeValue::Text(t) if t.trim() == "0" => Ok(0),
+        size => parse_size(&size).map_err(serde::de::Error::custom),
+    }
+}
+
 /// Sizes are bytes, or a number with a `K`, `M` or `G` suffix (powers of 1024).
 fn parse_size(size: &SizeValue) -> Result<usize, String> {
     match size {

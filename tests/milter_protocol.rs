@@ -478,6 +478,62 @@ fn many_connections_at_once_each_get_their_own_verdicts() {
 }
 
 #[test]
+fn a_large_message_being_scanned_does_not_stall_other_connections() {
+    let mut f = fixture();
+    // Every connection on one network thread: the small messages below share it
+    // with the large one, which goes to the scan threads.
+    f.config.milter.network_threads = 1;
+    let h = start(&f.config);
+    let big = format!(
+        "{SPAM}{}",
+        "代开发票，优惠特价，免费咨询。\r\n".repeat(150_000)
+    );
+    assert!(big.len() > f.config.milter.inline_scan_max_bytes);
+    let len = big.len() as f64;
+    let addr = h.addr().to_string();
+    let large = std::thread::spawn(move || send(&addr, None, &big).action());
+    // Once all of it is buffered, it is being scanned (for a second or more in a
+    // debug build) until it is answered.
+    let buffered = wait_metric_at_least(&h, "chaff_milter_buffered_bytes", len * 0.99);
+    assert!(buffered >= len * 0.99, "{buffered}");
+    let mut c = Client::connect(h.addr()).unwrap();
+    c.smtp_connect("client.test", "192.0.2.11").unwrap();
+    for (i, (raw, want)) in [(HAM, "deliver"), (MEDIUM, "quarantine"), (SPAM, "reject")]
+        .into_iter()
+        .enumerate()
+    {
+        let a = c
+            .message(&env(None, &format!("S{i}")), raw.as_bytes())
+            .unwrap();
+        assert_eq!(a.action(), want);
+    }
+    assert!(
+        !large.is_finished(),
+        "the large message was answered before the small ones: the test proves nothing"
+    );
+    c.quit().unwrap();
+    assert_eq!(large.join().unwrap(), "reject");
+    h.shutdown();
+}
+
+#[test]
+fn inline_and_scan_thread_answers_are_the_same() {
+    let f = fixture();
+    let mut pooled = f.config.clone();
+    pooled.milter.inline_scan_max_bytes = 0;
+    let (inline, pooled) = (start(&f.config), start(&pooled));
+    for raw in [HAM, MEDIUM, SPAM] {
+        let (a, b) = (
+            send(inline.addr(), None, raw),
+            send(pooled.addr(), None, raw),
+        );
+        assert_eq!(a.responses, b.responses);
+    }
+    inline.shutdown();
+    pooled.shutdown();
+}
+
+#[test]
 fn unix_socket_listener() {
     use chaff::milter::server::{ListenAddr, ServeOptions, spawn};
     use std::os::unix::fs::PermissionsExt;

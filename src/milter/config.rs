@@ -40,6 +40,14 @@ impl Fallback {
 /// ones.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 128 * 1024 * 1024;
 
+/// Most network or scan threads a configuration may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+/// Default `[milter] inline_scan_max_bytes`: 64 KiB, most mail. Such a message
+/// scans in about a millisecond on one core, the longest that other connections on
+/// the same network thread then wait.
+pub const DEFAULT_INLINE_SCAN_MAX_BYTES: usize = 64 * 1024;
+
 /// Settings of the milter service (`[milter]` in `chaff.toml`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,6 +87,16 @@ pub struct MilterConfig {
     /// keeps it and tries again later. See [`super::budget`].
     #[serde(deserialize_with = "crate::config::deserialize_size")]
     pub max_buffered_bytes: usize,
+    /// Threads that serve MTA connections (0: one per CPU). Connections are shared
+    /// among them as they are accepted.
+    pub network_threads: usize,
+    /// Messages up to this size (bytes, or a number with K, M or G) from senders
+    /// who did not authenticate are scanned on the network thread that received
+    /// them, which saves two thread wake-ups per message; larger ones, and every
+    /// message whose account the lock store must see, go to the scan threads, under
+    /// `scan_timeout_ms`. 0 sends every message to the scan threads.
+    #[serde(deserialize_with = "crate::config::deserialize_size_or_zero")]
+    pub inline_scan_max_bytes: usize,
     /// Threads that scan messages (0: one per CPU).
     pub scan_threads: usize,
     /// Permissions of a `unix:` socket (TOML accepts octal: `0o660`).
@@ -107,6 +125,8 @@ impl Default for MilterConfig {
             max_packet_size: super::protocol::DEFAULT_MAX_PACKET,
             max_connections: 1024,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            network_threads: 0,
+            inline_scan_max_bytes: DEFAULT_INLINE_SCAN_MAX_BYTES,
             scan_threads: 0,
             socket_mode: 0o660,
             refuse_oversize_early: false,
@@ -149,6 +169,14 @@ impl MilterConfig {
         for (field, v) in positive {
             if v == 0 {
                 return Err((field, "must be greater than 0".into()));
+            }
+        }
+        for (field, v) in [
+            ("milter.network_threads", self.network_threads),
+            ("milter.scan_threads", self.scan_threads),
+        ] {
+            if v > MAX_THREADS {
+                return Err((field, format!("at most {MAX_THREADS} (0: one per CPU)")));
             }
         }
         if self.max_packet_size < super::protocol::MIN_MAX_PACKET {
@@ -228,6 +256,11 @@ mod tests {
             ..MilterConfig::default()
         };
         assert_eq!(c.check().unwrap_err().0, "milter.max_packet_size");
+        let c = MilterConfig {
+            network_threads: MAX_THREADS + 1,
+            ..MilterConfig::default()
+        };
+        assert_eq!(c.check().unwrap_err().0, "milter.network_threads");
         let a = AccountsConfig {
             window_secs: 0,
             ..AccountsConfig::default()
@@ -250,6 +283,14 @@ mod tests {
         assert!(toml::from_str::<MilterConfig>("max_buffered_bytes = \"lots\"").is_err());
         assert!(toml::from_str::<MilterConfig>("max_buffered_bytes = 0").is_err());
         assert!(toml::from_str::<MilterConfig>("nope = 1").is_err());
+        // 0 turns inline scanning off; other sizes read as every size does.
+        assert_eq!(m.inline_scan_max_bytes, DEFAULT_INLINE_SCAN_MAX_BYTES);
+        for (text, want) in [("0", 0), ("\"0\"", 0), ("\"32K\"", 32 << 10), ("100", 100)] {
+            let m: MilterConfig =
+                toml::from_str(&format!("inline_scan_max_bytes = {text}")).unwrap();
+            assert_eq!(m.inline_scan_max_bytes, want, "{text}");
+        }
+        assert!(toml::from_str::<MilterConfig>("inline_scan_max_bytes = -1").is_err());
         let a: AccountsConfig = toml::from_str("db = \"locks.redb\"").unwrap();
         assert_eq!(a.lock_after, 5);
     }

@@ -1,14 +1,18 @@
 //! The milter network service: listeners, connections, scan threads, reload, drain.
 //!
-//! Connections are served by a small tokio runtime; each one is a [`Session`] fed
-//! from a read buffer, with a timeout on every read and write. Messages are scanned
-//! on a separate pool of scan threads, so a large message never stalls the network
-//! threads or other connections, and a scan that panics or overruns its time limit
-//! gets the configured fallback answer instead of a hang. The engine and its checked
-//! settings are one [`Generation`] behind an `ArcSwap`: SIGHUP builds a new one and
-//! swaps it in whole, or keeps the old one if the new configuration is refused.
-//! SIGTERM stops accepting, lets connections finish the message they are in, and
-//! exits (after `drain_timeout_secs` at most).
+//! Connections are served by one single-threaded tokio runtime per network thread
+//! (one per core by default; the first also accepts and hands connections out in
+//! turn); each connection is a [`Session`] fed from a read buffer, with a timeout
+//! on every read and write. A small message from an unauthenticated sender is
+//! scanned on its network thread, which saves two thread wake-ups per message;
+//! larger ones and outbound mail are scanned on a separate pool of scan threads, so
+//! a large message never stalls the network threads or other connections, and a
+//! scan that overruns its time limit gets the configured fallback answer instead of
+//! a hang. A scan that panics gets it too, wherever it ran. The engine and its
+//! checked settings are one [`Generation`] behind an `ArcSwap`: SIGHUP builds a new
+//! one and swaps it in whole, or keeps the old one if the new configuration is
+//! refused. SIGTERM stops accepting, lets connections finish the message they are
+//! in, and exits (after `drain_timeout_secs` at most).
 
 use super::accounts::{self, AccountStore, StoreError};
 use super::budget::Budget;
@@ -286,48 +290,55 @@ impl Service {
         }
     }
 
-    /// Decides on a message on the scan threads, within the scan time limit.
+    /// True when `job` is scanned on the network thread that received it: small,
+    /// and from a sender who did not authenticate (so the lock store, which may
+    /// write to disk, is not involved). See `[milter] inline_scan_max_bytes`.
+    fn scans_inline(settings: &Settings, job: &ScanJob) -> bool {
+        let limit = settings.milter.inline_scan_max_bytes;
+        limit > 0
+            && job.raw.len() <= limit
+            && job.envelope.auth_user.as_deref().is_none_or(str::is_empty)
+    }
+
+    /// Decides on a message: small ones [inline](Self::scans_inline), the others on
+    /// the scan threads within the scan time limit. A scan that panics, overruns
+    /// its limit or loses its thread gets the fallback answer.
     async fn decide(self: &Arc<Self>, generation: Arc<Generation>, job: Box<ScanJob>) -> Decision {
-        let (tx, rx) = oneshot::channel();
-        let svc = Arc::clone(self);
-        let g = Arc::clone(&generation);
-        self.pool.spawn(move || {
-            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                policy::decide(
-                    &g.engine,
-                    &g.settings,
-                    svc.store.as_ref(),
-                    &job,
-                    accounts::now_secs(),
-                )
-            }));
-            // The message's bytes go back to the budget before the MTA hears the
-            // answer. (A job never run, its thread gone, returns them as it drops.)
-            drop(job);
-            let _ = tx.send(r.map_err(|p| panic_text(p.as_ref())));
-        });
         let settings = &generation.settings;
-        match tokio::time::timeout(settings.scan_timeout(), rx).await {
-            Ok(Ok(Ok(d))) => d,
-            Ok(Ok(Err(msg))) => {
-                self.metrics.error(ErrorKind::Scan);
-                Decision::fallback(settings, format!("scan panicked: {msg}"))
-            }
-            Ok(Err(_)) => {
-                self.metrics.error(ErrorKind::Scan);
-                Decision::fallback(settings, "scan thread went away".into())
-            }
-            Err(_) => {
-                self.metrics.error(ErrorKind::Scan);
-                Decision::fallback(
-                    settings,
-                    format!(
-                        "scan took longer than {} ms",
-                        settings.milter.scan_timeout_ms
-                    ),
-                )
-            }
-        }
+        let now = accounts::now_secs();
+        let outcome = if Self::scans_inline(settings, &job) {
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                policy::decide(&generation.engine, settings, self.store.as_ref(), &job, now)
+            }));
+            drop(job);
+            Ok(Ok(r.map_err(|p| panic_text(p.as_ref()))))
+        } else {
+            let (tx, rx) = oneshot::channel();
+            let svc = Arc::clone(self);
+            let g = Arc::clone(&generation);
+            self.pool.spawn(move || {
+                let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    policy::decide(&g.engine, &g.settings, svc.store.as_ref(), &job, now)
+                }));
+                // The message's bytes go back to the budget before the MTA hears
+                // the answer. (A job never run, its thread gone, returns them as it
+                // drops.)
+                drop(job);
+                let _ = tx.send(r.map_err(|p| panic_text(p.as_ref())));
+            });
+            tokio::time::timeout(settings.scan_timeout(), rx).await
+        };
+        let why = match outcome {
+            Ok(Ok(Ok(d))) => return d,
+            Ok(Ok(Err(msg))) => format!("scan panicked: {msg}"),
+            Ok(Err(_)) => "scan thread went away".into(),
+            Err(_) => format!(
+                "scan took longer than {} ms",
+                settings.milter.scan_timeout_ms
+            ),
+        };
+        self.metrics.error(ErrorKind::Scan);
+        Decision::fallback(settings, why)
     }
 
     fn record(&self, d: &Decision, env: &Envelope, size: usize) {
@@ -584,8 +595,14 @@ fn bind(addr: &ListenAddr, socket_mode: u32) -> Result<(Bound, String), ServeErr
     }
 }
 
-/// Accepts connections until shutdown, then drains them.
-async fn accept_loop(svc: Arc<Service>, bound: Bound, mut shutdown: watch::Receiver<bool>) {
+/// Accepts connections until shutdown, then drains them. Each connection is served
+/// on one of the network runtimes `workers`, in turn.
+async fn accept_loop(
+    svc: Arc<Service>,
+    bound: Bound,
+    mut shutdown: watch::Receiver<bool>,
+    workers: Vec<tokio::runtime::Handle>,
+) {
     enum L {
         Tcp(tokio::net::TcpListener),
         Unix(tokio::net::UnixListener, PathBuf),
@@ -604,6 +621,7 @@ async fn accept_loop(svc: Arc<Service>, bound: Bound, mut shutdown: watch::Recei
     let limit = svc.current().settings.milter.max_connections;
     let permits = Arc::new(Semaphore::new(limit));
     let mut tasks = JoinSet::new();
+    let mut turn = 0usize;
     loop {
         while tasks.try_join_next().is_some() {}
         let permit = tokio::select! {
@@ -616,11 +634,14 @@ async fn accept_loop(svc: Arc<Service>, bound: Bound, mut shutdown: watch::Recei
         let accepted = tokio::select! {
             r = async {
                 match &listener {
-                    L::Tcp(l) => l.accept().await.map(|(s, a)| {
+                    L::Tcp(l) => l.accept().await.and_then(|(s, a)| {
                         let _ = s.set_nodelay(true);
-                        (Conn::Tcp(s), a.to_string())
+                        Ok((Conn::Tcp(s.into_std()?), a.to_string()))
                     }),
-                    L::Unix(l, _) => l.accept().await.map(|(s, _)| (Conn::Unix(s), "unix".into())),
+                    L::Unix(l, _) => l
+                        .accept()
+                        .await
+                        .and_then(|(s, _)| Ok((Conn::Unix(s.into_std()?), "unix".into()))),
                 }
             } => r,
             _ = shutdown.changed() => break,
@@ -629,13 +650,17 @@ async fn accept_loop(svc: Arc<Service>, bound: Bound, mut shutdown: watch::Recei
             Ok((conn, peer)) => {
                 let svc = Arc::clone(&svc);
                 let rx = shutdown.clone();
-                tasks.spawn(async move {
-                    match conn {
-                        Conn::Tcp(s) => connection(svc, s, peer, rx).await,
-                        Conn::Unix(s) => connection(svc, s, peer, rx).await,
-                    }
-                    drop(permit);
-                });
+                let worker = &workers[turn % workers.len()];
+                turn = turn.wrapping_add(1);
+                // The socket is registered with the chosen runtime's reactor from
+                // within that runtime.
+                tasks.spawn_on(
+                    async move {
+                        serve(svc, conn, peer, rx).await;
+                        drop(permit);
+                    },
+                    worker,
+                );
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait a little, keep serving.
@@ -664,9 +689,25 @@ async fn accept_loop(svc: Arc<Service>, bound: Bound, mut shutdown: watch::Recei
     }
 }
 
+/// Registers an accepted socket with the runtime this runs on, and serves it.
+async fn serve(svc: Arc<Service>, conn: Conn, peer: String, shutdown: watch::Receiver<bool>) {
+    let unusable = match conn {
+        Conn::Tcp(s) => match tokio::net::TcpStream::from_std(s) {
+            Ok(s) => return connection(svc, s, peer, shutdown).await,
+            Err(e) => e,
+        },
+        Conn::Unix(s) => match tokio::net::UnixStream::from_std(s) {
+            Ok(s) => return connection(svc, s, peer, shutdown).await,
+            Err(e) => e,
+        },
+    };
+    warn!(peer = %peer, error = %unusable, "cannot register a connection");
+}
+
+/// An accepted connection on its way to the network runtime that will serve it.
 enum Conn {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
 }
 
 /// Answers `GET /metrics` on a plain TCP listener.
@@ -844,25 +885,59 @@ pub fn spawn(config: &Config, opts: ServeOptions) -> Result<ServerHandle, ServeE
     };
     let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
     let (tx, rx) = watch::channel(false);
-    // One network thread serves every connection (the work per packet is small);
-    // the scan threads do the heavy lifting. Fewer threads handing work to each
-    // other means fewer wake-ups per message.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .thread_name("chaff-net")
-        .enable_all()
-        .build()
-        .map_err(|e| ServeError::Start(format!("network runtime: {e}")))?;
+    // Each network thread runs its own single-threaded runtime and serves the
+    // connections it is handed, scanning small messages itself: no thread hands
+    // work to another for them, and there are as many such threads as cores. The
+    // first also accepts connections and serves metrics.
+    let threads = match settings.milter.network_threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let runtimes = (0..threads)
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| ServeError::Start(format!("network runtime: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let workers: Vec<_> = runtimes.iter().map(|rt| rt.handle().clone()).collect();
+    let (stop_workers, stopped) = watch::channel(false);
+    let mut runtimes = runtimes.into_iter();
+    let first = runtimes
+        .next()
+        .ok_or_else(|| ServeError::Start("no network thread".into()))?;
+    let mut others = Vec::with_capacity(threads - 1);
+    for (i, rt) in runtimes.enumerate() {
+        let mut stopped = stopped.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("chaff-net-{}", i + 1))
+            .spawn(move || {
+                // Serves the connections handed to it until the first thread has
+                // drained them all (or is gone).
+                rt.block_on(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                });
+                rt.shutdown_timeout(Duration::from_secs(1));
+            })
+            .map_err(|e| ServeError::Start(format!("network thread: {e}")))?;
+        others.push(t);
+    }
     let svc = Arc::clone(&service);
     let thread = std::thread::Builder::new()
-        .name("chaff-net".into())
+        .name("chaff-net-0".into())
         .spawn(move || {
-            rt.block_on(async move {
+            first.block_on(async move {
                 if let Some(l) = metrics {
                     tokio::spawn(metrics_loop(Arc::clone(&svc), l, rx.clone()));
                 }
-                accept_loop(svc, bound, rx).await;
+                accept_loop(svc, bound, rx, workers).await;
             });
-            rt.shutdown_timeout(Duration::from_secs(1));
+            let _ = stop_workers.send(true);
+            for t in others {
+                let _ = t.join();
+            }
+            first.shutdown_timeout(Duration::from_secs(1));
         })
         .map_err(|e| ServeError::Start(format!("service thread: {e}")))?;
     info!(
@@ -896,6 +971,30 @@ pub fn check(path: &Path) -> Result<(), ServeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::milter::budget::Reservation;
+
+    #[test]
+    fn small_mail_from_unauthenticated_senders_is_scanned_inline() {
+        let mut config = Config::default();
+        config.milter.inline_scan_max_bytes = 1000;
+        let settings = Settings::from_config(&config).unwrap();
+        let job = |size: usize, auth: Option<&str>| ScanJob {
+            raw: vec![b'x'; size],
+            envelope: Envelope {
+                auth_user: auth.map(str::to_string),
+                ..Envelope::default()
+            },
+            reservation: Reservation::none(),
+        };
+        assert!(Service::scans_inline(&settings, &job(1000, None)));
+        assert!(Service::scans_inline(&settings, &job(10, Some(""))));
+        // Too large, or the lock store is involved: the scan threads.
+        assert!(!Service::scans_inline(&settings, &job(1001, None)));
+        assert!(!Service::scans_inline(&settings, &job(10, Some("alice"))));
+        config.milter.inline_scan_max_bytes = 0;
+        let settings = Settings::from_config(&config).unwrap();
+        assert!(!Service::scans_inline(&settings, &job(0, None)));
+    }
 
     #[test]
     fn listen_addresses_parse_in_postfix_and_sendmail_forms() {
