@@ -512,6 +512,20 @@ impl Client {
         }
     }
 
+    /// The TCP connection itself, once negotiated, for a driver that serves many
+    /// connections from one thread (the load benchmark). Commands still queued are
+    /// sent first. Err gives the client back when it is on a Unix socket, cannot
+    /// send, or holds bytes it has read but not parsed.
+    pub fn into_tcp(mut self) -> Result<TcpStream, Client> {
+        if self.flush().is_err() {
+            return Err(self);
+        }
+        match self.stream {
+            Stream::Tcp(s) if self.buf.is_empty() && self.out.is_empty() => Ok(s),
+            stream => Err(Client { stream, ..self }),
+        }
+    }
+
     /// Says goodbye.
     pub fn quit(mut self) -> io::Result<()> {
         self.send(&Command::Quit)
