@@ -41,7 +41,7 @@ pub fn init_logging(filter: Option<&str>) {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(chaff::milter::log_batch::BatchedStderr)
         .try_init();
 }
 

@@ -28,6 +28,8 @@
 //! - [`accounts`]: the lock store (redb), shared with the `chaff accounts` command;
 //! - [`server`]: listeners, timeouts, scan threads, SIGHUP reload, SIGTERM drain;
 //! - [`metrics`]: Prometheus counters served on `--metrics HOST:PORT`;
+//! - [`log_batch`], [`cpu_time`], [`memory`]: the log lines of the network threads
+//!   written in batches, a scan's CPU time, transparent huge pages turned off;
 //! - [`client`]: the MTA side, as Postfix speaks it, for tests and benchmarks;
 //! - [`config`] and [`settings`]: the `[milter]` and `[accounts]` tables, checked.
 
@@ -36,6 +38,7 @@ pub mod budget;
 pub mod client;
 pub mod config;
 pub mod cpu_time;
+pub mod log_batch;
 pub mod memory;
 pub mod metrics;
 pub mod policy;

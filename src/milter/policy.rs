@@ -101,7 +101,9 @@ pub struct Decision {
     pub fallback: Option<Fallback>,
     /// Time spent scanning (wall clock).
     pub scan_time: Duration,
-    /// CPU time the scanning thread used for the scan, where the clock exists.
+    /// CPU time the scanning thread used for the scan, for messages of
+    /// [`MEASURED_FROM_BYTES`](super::cpu_time::MEASURED_FROM_BYTES) or more, where
+    /// the clock exists.
     pub scan_cpu: Option<Duration>,
 }
 
@@ -195,10 +197,15 @@ pub fn decide(
         }
     }
     let started = Instant::now();
-    let cpu_started = super::cpu_time::thread_cpu_time();
+    let cpu_clock = || {
+        (job.raw.len() >= super::cpu_time::MEASURED_FROM_BYTES)
+            .then(super::cpu_time::thread_cpu_time)
+            .flatten()
+    };
+    let cpu_started = cpu_clock();
     let verdict = engine.scan(&job.raw, &job.envelope);
     let scan_time = started.elapsed();
-    let scan_cpu = super::cpu_time::thread_cpu_time()
+    let scan_cpu = cpu_clock()
         .zip(cpu_started)
         .map(|(end, start)| end.saturating_sub(start));
     let outcome = outcome_of(&verdict);

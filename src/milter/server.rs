@@ -16,6 +16,7 @@
 
 use super::accounts::{self, AccountStore, StoreError};
 use super::budget::Budget;
+use super::log_batch;
 use super::metrics::{ErrorKind, Metrics};
 use super::policy::{self, Decision, Outcome};
 use super::protocol::{self, Command, ProtocolError};
@@ -374,7 +375,7 @@ impl Service {
                 hits = %hits,
                 auth, from, size,
                 scan_us = d.scan_time.as_micros() as u64,
-                scan_cpu_us = d.scan_cpu.map_or(0, |t| t.as_micros() as u64),
+                scan_cpu_us = d.scan_cpu.map(|t| t.as_micros() as u64),
                 "message"
             ),
         }
@@ -897,6 +898,8 @@ pub fn spawn(config: &Config, opts: ServeOptions) -> Result<ServerHandle, ServeE
         .map(|_| {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                // Each network thread's log lines go out when it runs out of work.
+                .on_thread_park(log_batch::flush)
                 .build()
                 .map_err(|e| ServeError::Start(format!("network runtime: {e}")))
         })
@@ -913,12 +916,14 @@ pub fn spawn(config: &Config, opts: ServeOptions) -> Result<ServerHandle, ServeE
         let t = std::thread::Builder::new()
             .name(format!("chaff-net-{}", i + 1))
             .spawn(move || {
+                log_batch::start_batching();
                 // Serves the connections handed to it until the first thread has
                 // drained them all (or is gone).
                 rt.block_on(async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 });
                 rt.shutdown_timeout(Duration::from_secs(1));
+                log_batch::flush();
             })
             .map_err(|e| ServeError::Start(format!("network thread: {e}")))?;
         others.push(t);
@@ -927,6 +932,7 @@ pub fn spawn(config: &Config, opts: ServeOptions) -> Result<ServerHandle, ServeE
     let thread = std::thread::Builder::new()
         .name("chaff-net-0".into())
         .spawn(move || {
+            log_batch::start_batching();
             first.block_on(async move {
                 if let Some(l) = metrics {
                     tokio::spawn(metrics_loop(Arc::clone(&svc), l, rx.clone()));
@@ -938,6 +944,7 @@ pub fn spawn(config: &Config, opts: ServeOptions) -> Result<ServerHandle, ServeE
                 let _ = t.join();
             }
             first.shutdown_timeout(Duration::from_secs(1));
+            log_batch::flush();
         })
         .map_err(|e| ServeError::Start(format!("service thread: {e}")))?;
     info!(
