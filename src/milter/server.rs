@@ -266,10 +266,18 @@ impl Service {
                 "accounts.db changed: the new store is used after a restart"
             );
         }
-        if generation.settings.milter.listen != old.settings.milter.listen
-            || generation.settings.milter.metrics != old.settings.milter.metrics
-        {
+        let (new, was) = (&generation.settings.milter, &old.settings.milter);
+        if new.listen != was.listen || new.metrics != was.metrics {
             warn!("listen addresses changed: they take effect after a restart");
+        }
+        if new.network_threads != was.network_threads
+            || new.scan_threads != was.scan_threads
+            || new.max_connections != was.max_connections
+        {
+            warn!(
+                "network_threads, scan_threads or max_connections changed: \
+                 they take effect after a restart"
+            );
         }
         self.budget
             .set_limit(generation.settings.milter.max_buffered_bytes);
