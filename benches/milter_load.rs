@@ -13,7 +13,7 @@
 //!
 //! The comparison is `chaff score --jobs 2` on the same messages as files, after one
 //! untimed run that warms the page cache. The machine this was written on drifts by
-//! ±15 % within minutes, so `chaff score` and the service run in alternation, three
+//! ±15 % within minutes, so `chaff score` and the service run in alternation, five
 //! rounds by default (each round a fresh service), and the figures are medians:
 //! messages/s of each and their ratio, the client-side round trip at end of message
 //! and the server's scan time (p50/p99 over all rounds, also for the 50 KB
@@ -199,7 +199,7 @@ async fn exchange_async(
 
 fn main() {
     let n = env_or("CHAFF_LOAD_MESSAGES", 20_000);
-    let rounds = env_or("CHAFF_LOAD_ROUNDS", 3).max(1);
+    let rounds = env_or("CHAFF_LOAD_ROUNDS", 5).max(1);
     let conns = env_or("CHAFF_LOAD_CONNECTIONS", 64);
     let corpus = std::env::var("CHAFF_CORPUS").map_or_else(
         |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/trec06c-dev"),
