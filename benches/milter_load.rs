@@ -34,9 +34,7 @@
 //! the service's `[milter]` section, e.g. `network_threads = 1`.
 
 use chaff::milter::client::{self, Answer, CHUNK, Client};
-use chaff::milter::protocol::{
-    Command as Packet, DEFAULT_MAX_PACKET, Response, cmd, proto, split_frame,
-};
+use chaff::milter::protocol::{Command as Packet, cmd, proto};
 use chaff::{Action, Config, Engine, Envelope as ScanEnvelope};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -173,14 +171,8 @@ async fn exchange_async(
     stream.write_all(wire).await?;
     let mut responses = Vec::new();
     loop {
-        let bad = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-        let parsed = match split_frame(buf, DEFAULT_MAX_PACKET).map_err(bad)? {
-            Some((frame, used)) => Some((Response::parse(frame).map_err(bad)?, used)),
-            None => None,
-        };
-        match parsed {
-            Some((r, used)) => {
-                buf.drain(..used);
+        match client::take_response(buf)? {
+            Some(r) => {
                 let fin = r.is_final();
                 responses.push(r);
                 if fin {

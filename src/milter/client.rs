@@ -54,6 +54,18 @@ fn proto_err(e: ProtocolError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// Takes the first whole response off the front of `buf`, the bytes read so far
+/// from a milter; `None` until one has arrived whole.
+pub fn take_response(buf: &mut Vec<u8>) -> io::Result<Option<Response>> {
+    let Some((frame, used)) = split_frame(buf, protocol::DEFAULT_MAX_PACKET).map_err(proto_err)?
+    else {
+        return Ok(None);
+    };
+    let r = Response::parse(frame).map_err(proto_err)?;
+    buf.drain(..used);
+    Ok(Some(r))
+}
+
 /// One message as an MTA knows it: envelope and raw bytes.
 #[derive(Debug, Clone, Default)]
 pub struct Envelope<'a> {
@@ -322,11 +334,7 @@ impl Client {
     pub fn read_response(&mut self) -> io::Result<Response> {
         self.flush()?;
         loop {
-            if let Some((frame, used)) =
-                split_frame(&self.buf, protocol::DEFAULT_MAX_PACKET).map_err(proto_err)?
-            {
-                let r = Response::parse(frame).map_err(proto_err)?;
-                self.buf.drain(..used);
+            if let Some(r) = take_response(&mut self.buf)? {
                 return Ok(r);
             }
             let mut chunk = [0u8; 4096];
@@ -521,7 +529,7 @@ impl Client {
             return Err(self);
         }
         match self.stream {
-            Stream::Tcp(s) if self.buf.is_empty() && self.out.is_empty() => Ok(s),
+            Stream::Tcp(s) if self.buf.is_empty() => Ok(s),
             stream => Err(Client { stream, ..self }),
         }
     }

@@ -139,7 +139,25 @@ fn is_header_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b':')
 }
 
+/// `n` threads, or one per CPU for 0.
+fn or_one_per_cpu(n: usize) -> usize {
+    match n {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+}
+
 impl MilterConfig {
+    /// How many network threads to run (`network_threads`, 0 meaning one per CPU).
+    pub fn network_thread_count(&self) -> usize {
+        or_one_per_cpu(self.network_threads)
+    }
+
+    /// How many scan threads to run (`scan_threads`, 0 meaning one per CPU).
+    pub fn scan_thread_count(&self) -> usize {
+        or_one_per_cpu(self.scan_threads)
+    }
+
     /// Checks the values; on error returns the offending field (`milter.x`) and why.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         if !is_header_name(&self.score_header) {

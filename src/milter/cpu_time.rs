@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 /// Scans of messages from this size on have their CPU time measured. Reading the
-/// thread's CPU clock is a system call that takes the scheduler's lock (about a
-/// microsecond and a half each on this project's VM, two per scan: 4 % of the
-/// service's CPU under the load benchmark when done for every message). Below
+/// thread's CPU clock is a system call that takes the scheduler's lock: read twice
+/// for every message, it was about 4 % of the service's CPU in a `perf` profile
+/// under the load benchmark on this project's VM. Below
 /// this size a scan takes tens of microseconds and is seldom interrupted, so
 /// there is little for the figure to tell.
 pub const MEASURED_FROM_BYTES: usize = 16 * 1024;

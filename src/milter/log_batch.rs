@@ -33,14 +33,22 @@ pub fn flush() {
     BATCH.with(|b| {
         if let Ok(mut b) = b.try_borrow_mut()
             && let Some(batch) = b.as_mut()
-            && !batch.is_empty()
         {
-            // Nowhere to report a failure to write the log; the lines are dropped
-            // either way so that memory stays bounded.
-            let _ = io::stderr().write_all(batch);
-            batch.clear();
+            // Nowhere to report a failure to write the log.
+            let _ = write_out(batch);
         }
     });
+}
+
+/// Writes `batch` to standard error and empties it, written or not, so that
+/// memory stays bounded.
+fn write_out(batch: &mut Vec<u8>) -> io::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let written = io::stderr().write_all(batch);
+    batch.clear();
+    written
 }
 
 /// Standard error, batched on threads that called [`start_batching`]: a
@@ -64,9 +72,7 @@ impl Write for LineWriter {
             };
             batch.extend_from_slice(data);
             if batch.len() >= FLUSH_AT {
-                let written = io::stderr().write_all(batch);
-                batch.clear();
-                written?;
+                write_out(batch)?;
             }
             Ok::<_, io::Error>(true)
         })?;

@@ -197,11 +197,8 @@ pub fn decide(
         }
     }
     let started = Instant::now();
-    let cpu_clock = || {
-        (job.raw.len() >= super::cpu_time::MEASURED_FROM_BYTES)
-            .then(super::cpu_time::thread_cpu_time)
-            .flatten()
-    };
+    let measure_cpu = job.raw.len() >= super::cpu_time::MEASURED_FROM_BYTES;
+    let cpu_clock = || measure_cpu.then(super::cpu_time::thread_cpu_time).flatten();
     let cpu_started = cpu_clock();
     let verdict = engine.scan(&job.raw, &job.envelope);
     let scan_time = started.elapsed();

@@ -213,10 +213,7 @@ impl Service {
     pub fn new(config: &Config, config_path: Option<PathBuf>) -> Result<Service, ServeError> {
         let generation = Generation::build(config)?;
         let store = AccountStore::open(&generation.settings.accounts.db)?;
-        let threads = match generation.settings.milter.scan_threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
+        let threads = generation.settings.milter.scan_thread_count();
         let pool =
             ScanPool::new(threads).map_err(|e| ServeError::Start(format!("scan threads: {e}")))?;
         let budget = Budget::new(generation.settings.milter.max_buffered_bytes);
@@ -309,31 +306,32 @@ impl Service {
             && job.envelope.auth_user.as_deref().is_none_or(str::is_empty)
     }
 
+    /// Decides on `job` on the calling thread; a panic becomes its text. The job,
+    /// and with it the message's share of the buffer budget, is released before
+    /// this returns.
+    fn decide_here(&self, g: &Generation, job: Box<ScanJob>, now: u64) -> Result<Decision, String> {
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            policy::decide(&g.engine, &g.settings, self.store.as_ref(), &job, now)
+        }))
+        .map_err(|p| panic_text(p.as_ref()))
+    }
+
     /// Decides on a message: small ones [inline](Self::scans_inline), the others on
     /// the scan threads within the scan time limit. A scan that panics, overruns
     /// its limit or loses its thread gets the fallback answer.
     async fn decide(self: &Arc<Self>, generation: Arc<Generation>, job: Box<ScanJob>) -> Decision {
         let settings = &generation.settings;
         let now = accounts::now_secs();
+        // A job never run, its thread gone, returns its bytes to the budget as the
+        // queue drops it.
         let outcome = if Self::scans_inline(settings, &job) {
-            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                policy::decide(&generation.engine, settings, self.store.as_ref(), &job, now)
-            }));
-            drop(job);
-            Ok(Ok(r.map_err(|p| panic_text(p.as_ref()))))
+            Ok(Ok(self.decide_here(&generation, job, now)))
         } else {
             let (tx, rx) = oneshot::channel();
             let svc = Arc::clone(self);
             let g = Arc::clone(&generation);
             self.pool.spawn(move || {
-                let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    policy::decide(&g.engine, &g.settings, svc.store.as_ref(), &job, now)
-                }));
-                // The message's bytes go back to the budget before the MTA hears
-                // the answer. (A job never run, its thread gone, returns them as it
-                // drops.)
-                drop(job);
-                let _ = tx.send(r.map_err(|p| panic_text(p.as_ref())));
+                let _ = tx.send(svc.decide_here(&g, job, now));
             });
             tokio::time::timeout(settings.scan_timeout(), rx).await
         };
@@ -898,10 +896,7 @@ pub fn spawn(config: &Config, opts: ServeOptions) -> Result<ServerHandle, ServeE
     // connections it is handed, scanning small messages itself: no thread hands
     // work to another for them, and there are as many such threads as cores. The
     // first also accepts connections and serves metrics.
-    let threads = match settings.milter.network_threads {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
+    let threads = settings.milter.network_thread_count();
     let runtimes = (0..threads)
         .map(|_| {
             tokio::runtime::Builder::new_current_thread()
