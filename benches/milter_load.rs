@@ -23,7 +23,7 @@
 //! The load client shares the two cores with the service, so it does as little as
 //! it can: it sends pre-encoded packets (what `Client::message` would send) and
 //! drives all its connections from one thread (a blocking thread per connection
-//! took 16–20 µs of CPU a message against 11–15, and its wake-ups preempted the
+//! took 16–20 µs of CPU a message against 12–15, and its wake-ups preempted the
 //! service's scans: the 50 KB p99 scan wall time was 3.8–4.9 ms against 2.1–2.3).
 //!
 //! Run: `cargo bench --bench milter_load`. Environment: `CHAFF_LOAD_MESSAGES`,
