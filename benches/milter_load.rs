@@ -33,9 +33,9 @@
 //! own instead of all from one thread; `CHAFF_LOAD_MILTER` holds extra lines for
 //! the service's `[milter]` section, e.g. `network_threads = 1`.
 
-use chaff::milter::client::{self, Answer, CHUNK, Client};
-use chaff::milter::protocol::{Command as Packet, cmd, proto};
-use chaff::{Action, Config, Engine, Envelope as ScanEnvelope};
+use chaff::{Action, Config, Engine, Envelope};
+use chaff_milter::client::{self, Answer, CHUNK, Client};
+use chaff_milter::protocol::{Command as Packet, cmd, proto};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rayon::prelude::*;
@@ -270,7 +270,7 @@ fn main() {
         .build()
         .unwrap();
     let scan = |m: &[u8]| {
-        let v = engine.scan(m, &ScanEnvelope::default());
+        let v = engine.scan(m, &Envelope::default());
         (v.action, v.score)
     };
     // Warm up, then time.

@@ -6,6 +6,8 @@ use mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 mod cli;
+mod input;
+mod ordered;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

@@ -7,7 +7,7 @@
 
 mod milter_support;
 
-use chaff::milter::client::split_message;
+use chaff_milter::client::split_message;
 use milter_support::*;
 use std::fmt::Write as _;
 use std::process::Command;

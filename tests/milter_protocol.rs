@@ -4,15 +4,15 @@
 
 mod milter_support;
 
-use chaff::milter::client::{Answer, Client, Envelope, POSTFIX_OFFER};
-use chaff::milter::protocol::{Command, OptNeg, Response, actions, proto};
-use chaff::{Engine, Envelope as ScanEnvelope};
+use chaff::{Engine, Envelope};
+use chaff_milter::client::{Answer, Client, POSTFIX_OFFER, Submission};
+use chaff_milter::protocol::{Command, OptNeg, Response, actions, proto};
 use milter_support::*;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-fn env<'a>(auth: Option<&'a str>, qid: &'a str) -> Envelope<'a> {
-    Envelope {
+fn env<'a>(auth: Option<&'a str>, qid: &'a str) -> Submission<'a> {
+    Submission {
         sender: "sender@example.com",
         recipients: vec!["rcpt@example.org"],
         auth_user: auth,
@@ -35,11 +35,11 @@ fn send(addr: &str, auth: Option<&str>, raw: &str) -> Answer {
 fn deliver_quarantine_and_reject_with_the_exact_reply() {
     let f = fixture();
     let h = start(&f.config);
-    let engine = Engine::new(&f.config).unwrap();
+    let engine = Engine::new(&f.config.engine).unwrap();
 
     let ham = send(h.addr(), None, HAM);
     assert_eq!(ham.action(), "deliver", "{ham:?}");
-    let want = engine.scan(HAM.as_bytes(), &ScanEnvelope::default());
+    let want = engine.scan(HAM.as_bytes(), &Envelope::default());
     assert_eq!(
         ham.header("X-Spam-Score"),
         Some(&*format!("{:.2}", want.score))
@@ -148,7 +148,7 @@ fn forged_status_headers_are_removed_before_chaff_adds_its_own() {
 #[test]
 fn percent_in_the_reply_is_doubled_on_the_wire() {
     let mut f = fixture();
-    f.config.reject_reply = "550 5.7.1 100% spam".into();
+    f.config.engine.reject_reply = "550 5.7.1 100% spam".parse().unwrap();
     let h = start(&f.config);
     let a = send(h.addr(), None, SPAM);
     assert_eq!(
@@ -195,7 +195,7 @@ fn an_account_that_keeps_sending_spam_is_locked_until_unlocked() {
     assert_eq!(metric(&m, "chaff_milter_locked_accounts"), Some(1.0));
 
     // The admin command opens the same file while the service runs.
-    let admin = chaff::milter::accounts::AccountStore::open(&f.config.accounts.db).unwrap();
+    let admin = chaff_milter::accounts::AccountStore::open(&f.config.accounts.db).unwrap();
     assert!(admin.unlock("mallory").unwrap());
     assert_eq!(send(h.addr(), Some("mallory"), HAM).action(), "deliver");
     h.shutdown();
@@ -204,7 +204,7 @@ fn an_account_that_keeps_sending_spam_is_locked_until_unlocked() {
 #[test]
 fn oversize_mail_gets_552_at_the_chunk_that_crosses_the_limit() {
     let mut f = fixture();
-    f.config.max_message_size = 100_000;
+    f.config.engine.max_message_size = 100_000;
     f.config.milter.refuse_oversize_early = true;
     let h = start(&f.config);
     let big = format!("{HAM}{}", "x".repeat(200) + "\r\n").repeat(2000);
@@ -245,7 +245,7 @@ fn raw_conn(addr: &str) -> std::net::TcpStream {
 #[test]
 fn by_default_oversize_mail_gets_552_at_end_of_message() {
     let mut f = fixture();
-    f.config.max_message_size = 100_000;
+    f.config.engine.max_message_size = 100_000;
     let h = start(&f.config);
     let big = format!("{HAM}{}", "x".repeat(200) + "\r\n").repeat(2000);
     let a = send(h.addr(), None, &big);
@@ -345,7 +345,7 @@ fn a_silent_peer_is_dropped_after_the_read_timeout() {
 fn a_scan_over_its_time_limit_gets_the_fallback_answer() {
     let mut f = fixture();
     f.config.milter.scan_timeout_ms = 1;
-    f.config.milter.fallback = chaff::milter::config::Fallback::Tempfail;
+    f.config.milter.fallback = chaff_milter::config::Fallback::Tempfail;
     let h = start(&f.config);
     // Several megabytes of text take far longer than a millisecond to scan.
     let big = format!(
@@ -371,14 +371,14 @@ fn reload_swaps_the_configuration_and_refuses_a_broken_one() {
     let f = fixture();
     let path = f.dir.path().join("chaff.toml");
     write_toml(&path, &f.config, "");
-    let config = chaff::Config::load(&path).unwrap();
+    let config = chaff_milter::ServiceConfig::load(&path).unwrap();
     let h = start_with(&config, Some(&path), true);
     assert_eq!(send(h.addr(), None, MEDIUM).action(), "quarantine");
 
     // New thresholds and header name: both apply to the next message.
     let mut changed = f.config.clone();
-    changed.thresholds.quarantine = f.scores[2] + 1.0;
-    changed.thresholds.reject = f.scores[2] + 2.0;
+    changed.engine.thresholds.quarantine = f.scores[2] + 1.0;
+    changed.engine.thresholds.reject = f.scores[2] + 2.0;
     write_toml(&path, &changed, "score_header = \"X-Chaff-Score\"");
     h.reload().expect("reload");
     let a = send(h.addr(), None, SPAM);
@@ -535,7 +535,7 @@ fn inline_and_scan_thread_answers_are_the_same() {
 
 #[test]
 fn unix_socket_listener() {
-    use chaff::milter::server::{ListenAddr, ServeOptions, spawn};
+    use chaff_milter::server::{ListenAddr, ServeOptions, spawn};
     use std::os::unix::fs::PermissionsExt;
     let f = fixture();
     let sock = f.dir.path().join("milter.sock");
@@ -589,7 +589,7 @@ fn hold_message(addr: &str, body_bytes: usize) -> Client {
 }
 
 /// Scrapes until `name` is at least `want`, for up to five seconds.
-fn wait_metric_at_least(h: &chaff::milter::server::ServerHandle, name: &str, want: f64) -> f64 {
+fn wait_metric_at_least(h: &chaff_milter::server::ServerHandle, name: &str, want: f64) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let v = metric(&scrape(h), name).unwrap_or(0.0);
@@ -606,7 +606,7 @@ fn wait_metric_at_least(h: &chaff::milter::server::ServerHandle, name: &str, wan
 /// and once they finish, or their connection drops, the budget is back.
 fn buffer_budget(early: bool) {
     let mut f = fixture();
-    f.config.max_message_size = 100_000;
+    f.config.engine.max_message_size = 100_000;
     f.config.milter.max_buffered_bytes = 150_000;
     f.config.milter.refuse_oversize_early = early;
     let h = start(&f.config);
@@ -677,7 +677,7 @@ fn answered_early_mail_over_the_buffer_budget_gets_451_at_its_chunk() {
 /// A model trained on the repository's corpus (`corpus/index`), saved in `dir`.
 fn corpus_model(dir: &std::path::Path) -> std::path::PathBuf {
     use chaff::classify::ClassifierConfig;
-    use chaff::classify::train::{Trainer, prepare};
+    use chaff_train::{Trainer, prepare};
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let engine = Engine::new(&chaff::Config::default()).unwrap();
     let cfg = ClassifierConfig {
@@ -710,22 +710,22 @@ fn shown(value: &str) -> String {
 
 #[test]
 fn with_a_model_the_status_header_names_the_classifiers_tokens() {
-    use chaff::milter::client::as_milter_sees;
-    use chaff::milter::policy::status_value;
+    use chaff_milter::client::as_milter_sees;
+    use chaff_milter::policy::status_value;
     let mut f = fixture();
-    f.config.model = Some(corpus_model(f.dir.path()));
+    f.config.engine.model = Some(corpus_model(f.dir.path()));
     // Everything is delivered, so every verdict comes back as headers.
-    f.config.thresholds.quarantine = 1000.0;
-    f.config.thresholds.reject = 2000.0;
+    f.config.engine.thresholds.quarantine = 1000.0;
+    f.config.engine.thresholds.reject = 2000.0;
     let h = start(&f.config);
-    let engine = Engine::new(&f.config).unwrap();
+    let engine = Engine::new(&f.config.engine).unwrap();
     for (raw, way) in [(SPAM, ":+"), (HAM, ":-")] {
         let a = send(h.addr(), None, raw);
         assert_eq!(a.action(), "deliver", "{a:?}");
         let status = a.header("X-Spam-Status").expect("status header");
         // What the engine says of the message as Postfix hands it over, with the
         // default three tokens each way, folded into lines of at most 78.
-        let v = engine.scan(&as_milter_sees(raw.as_bytes()), &ScanEnvelope::default());
+        let v = engine.scan(&as_milter_sees(raw.as_bytes()), &Envelope::default());
         assert!(!v.tokens.is_empty(), "the model explains nothing: {v:?}");
         assert_eq!(status.replace('\n', ""), status_value(&v, 5, 3));
         let lines: Vec<&str> = status.split('\n').collect();

@@ -5,8 +5,8 @@
 
 mod milter_support;
 
-use chaff::milter::client::{Client, Envelope};
-use chaff::milter::protocol::{Command, Response};
+use chaff_milter::client::{Client, Submission};
+use chaff_milter::protocol::{Command, Response};
 use milter_support::*;
 use std::path::Path;
 use std::process::{Child, Command as Process, Stdio};
@@ -62,7 +62,7 @@ fn wait_for(log: &Path, text: &str) -> String {
 
 fn action(addr: &str, raw: &str) -> &'static str {
     let mut c = Client::connect(addr).unwrap();
-    let env = Envelope {
+    let env = Submission {
         sender: "a@example.com",
         recipients: vec!["b@example.org"],
         auth_user: None,
@@ -85,8 +85,8 @@ fn sighup_reloads_atomically_and_sigterm_drains() {
 
     // Raise the thresholds above the spam's score and reload.
     let mut relaxed = f.config.clone();
-    relaxed.thresholds.quarantine = f.scores[2] + 1.0;
-    relaxed.thresholds.reject = f.scores[2] + 2.0;
+    relaxed.engine.thresholds.quarantine = f.scores[2] + 1.0;
+    relaxed.engine.thresholds.reject = f.scores[2] + 2.0;
     write_toml(&config, &relaxed, "");
     signal(&child, "HUP");
     wait_for(&log, "configuration reloaded");
@@ -203,10 +203,10 @@ fn accounts_command_lists_unlocks_and_locks() {
 
 #[test]
 fn the_contrib_example_configuration_is_valid_and_documents_the_defaults() {
-    use chaff::milter::{AccountsConfig, MilterConfig, settings::Settings};
+    use chaff_milter::{AccountsConfig, MilterConfig, ServiceConfig};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/chaff-milter.toml");
-    let config = chaff::Config::load(&path).expect("contrib/chaff-milter.toml loads");
-    Settings::from_config(&config).expect("and passes the milter's checks");
+    let config =
+        ServiceConfig::load(&path).expect("contrib/chaff-milter.toml loads and checks out");
     let defaults = MilterConfig {
         listen: config.milter.listen.clone(),
         metrics: config.milter.metrics.clone(),
@@ -216,5 +216,6 @@ fn the_contrib_example_configuration_is_valid_and_documents_the_defaults() {
         config.milter, defaults,
         "the example's values are the defaults"
     );
+    // `db` is made absolute against the file's directory; the default is absolute.
     assert_eq!(config.accounts, AccountsConfig::default());
 }

@@ -3,7 +3,7 @@
 //! must encode back to a packet that decodes to the same thing.
 #![no_main]
 
-use chaff::milter::protocol::{Command, Response, split_frame};
+use chaff_milter::protocol::{Command, Response, split_frame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,9 +3,9 @@
 //! and always answer a command that expects an answer.
 #![no_main]
 
-use chaff::milter::protocol::{Command, split_frame};
-use chaff::milter::session::{Session, Step};
-use chaff::milter::settings::Settings;
+use chaff_milter::protocol::{Command, split_frame};
+use chaff_milter::session::{Session, Step};
+use chaff_milter::settings::Settings;
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(Step::Scan(job)) => {
                 assert!(job.raw.len() <= 300, "buffered past the limit");
                 let d =
-                    chaff::milter::policy::Decision::fallback(session.settings(), "fuzz".into());
+                    chaff_milter::policy::Decision::fallback(session.settings(), "fuzz".into());
                 assert!(!session.finish(&d).is_empty());
             }
             Ok(Step::Close) => return,

@@ -5,9 +5,8 @@
 //! account's next message.
 
 use super::output::Format;
-use super::{CliError, load_config};
-use chaff::milter::accounts::{self, AccountStore};
-use chaff::milter::settings::Settings;
+use super::{CliError, load_service_config};
+use chaff_milter::accounts::{self, AccountStore};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,8 +53,7 @@ pub enum AccountsAction {
 
 /// Runs one `chaff accounts` subcommand.
 pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
-    let config = load_config(args.config.as_deref())?;
-    let settings = Settings::from_config(&config)?;
+    let settings = load_service_config(args.config.as_deref())?;
     let db = args.db.unwrap_or_else(|| settings.accounts.db.clone());
     let store = AccountStore::open(&db)?;
     match args.action {

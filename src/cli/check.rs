@@ -14,9 +14,9 @@ pub struct CheckArgs {
 
 /// Loads the file and builds an engine from it; prints a summary.
 pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
-    let config = chaff::Config::load(&args.file)?;
-    // The milter's own settings (header names, timeouts, account store) too.
-    chaff::milter::settings::Settings::from_config(&config)?;
+    // Every table: the engine's and the service's (header names, timeouts, account
+    // store), and no table that nothing reads.
+    let config = chaff_milter::ServiceConfig::load(&args.file)?.engine;
     let engine = Engine::new(&config)?;
     let kw = engine.keywords();
     println!(

@@ -4,8 +4,9 @@
 
 use super::{CliError, load_config};
 use chaff::Engine;
-use chaff::classify::train::unix_now;
-use chaff::classify::{format, learn_message};
+use chaff::classify::format;
+use chaff_train::learn_message;
+use chaff_train::train::unix_now;
 use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,7 +62,7 @@ pub fn run(args: LearnArgs) -> Result<ExitCode, CliError> {
     let spam = args.spam;
     let label = if spam { "spam" } else { "ham" };
     let (mut learned, mut changed, mut failures) = (0u64, 0u64, 0u64);
-    for message in chaff::input::messages(&args.paths) {
+    for message in crate::input::messages(&args.paths) {
         let (name, bytes) = message.load();
         let raw = match bytes {
             Ok(raw) => raw,

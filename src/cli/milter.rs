@@ -1,11 +1,11 @@
 //! `chaff milter`: run the milter service for Postfix or Sendmail.
 //!
-//! The service itself is `chaff::milter::server`; this module turns the command line
+//! The service itself is `chaff_milter::server`; this module turns the command line
 //! and the `[milter]` table into its options, and sets up logging (one line per
 //! message on stderr, which systemd's journal collects).
 
-use super::{CliError, load_config};
-use chaff::milter::server::{self, ListenAddr, ServeOptions};
+use super::{CliError, load_service_config};
+use chaff_milter::server::{self, ListenAddr, ServeOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,7 +41,7 @@ pub fn init_logging(filter: Option<&str>) {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(chaff::milter::log_batch::BatchedStderr)
+        .with_writer(chaff_milter::log_batch::BatchedStderr)
         .try_init();
 }
 
@@ -50,10 +50,10 @@ pub fn run(args: MilterArgs) -> Result<ExitCode, CliError> {
     init_logging(args.log.as_deref());
     // A huge-page fault in the middle of a scan costs milliseconds of kernel time:
     // the service trades a little throughput for even scan times.
-    if let Err(e) = chaff::milter::memory::disable_transparent_huge_pages() {
+    if let Err(e) = chaff_milter::memory::disable_transparent_huge_pages() {
         tracing::warn!(error = %e, "could not disable transparent huge pages");
     }
-    let config = load_config(args.config.as_deref())?;
+    let config = load_service_config(args.config.as_deref())?;
     let listen = args.listen.or_else(|| config.milter.listen.clone()).ok_or(
         "no listen address: give --listen inet:HOST:PORT or unix:PATH, or set `listen` in [milter]",
     )?;

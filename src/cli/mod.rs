@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod check;
 pub mod eval;
+pub mod labelled;
 pub mod learn;
 pub mod milter;
 pub mod output;
@@ -10,6 +11,7 @@ pub mod score;
 pub mod train;
 
 use chaff::{Config, Engine};
+use chaff_milter::ServiceConfig;
 use std::path::{Path, PathBuf};
 
 /// The options every batch command (`score`, `eval`, `train`) takes.
@@ -30,12 +32,18 @@ pub struct BatchArgs {
 /// An error that ends a command, shown as `chaff: MESSAGE` with exit status 2.
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The config file if one is given, else the embedded defaults.
-pub fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
+/// The config file if one is given, else the embedded defaults: every table
+/// checked (the service's too), so a mistake anywhere in the file is named.
+pub fn load_service_config(path: Option<&Path>) -> Result<ServiceConfig, CliError> {
     Ok(match path {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
+        Some(p) => ServiceConfig::load(p)?,
+        None => ServiceConfig::default(),
     })
+}
+
+/// The engine's part of [`load_service_config`].
+pub fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
+    Ok(load_service_config(path)?.engine)
 }
 
 /// Builds the engine for a command.

@@ -3,8 +3,8 @@
 
 use super::output;
 use super::{CliError, engine, progress};
+use crate::ordered::Ordered;
 use chaff::Envelope;
-use chaff::ordered::Ordered;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +30,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode, CliError> {
     let mut failures = 0u64;
     let mut write_error = None;
     ordered.run(
-        chaff::input::messages(&args.paths),
+        crate::input::messages(&args.paths),
         |message| {
             let (name, bytes) = message.load();
             match bytes {

@@ -2,17 +2,17 @@
 //! modes of `chaff eval` (`--train INDEX`, `--split FRACTION`), which train the same
 //! way in memory and then measure the model on mail it has not seen.
 
-use super::eval::{Counts, per_sec};
+use super::labelled::{Counts, Scanned, per_sec, scan_labelled};
 use super::output::Format;
 use super::{CliError, load_config, progress};
-use chaff::classify::bayes::Bayes;
+use crate::input::index::{self, Labelled};
+use crate::ordered::Ordered;
 use chaff::classify::model::{Model, TrainedThresholds};
-use chaff::classify::train::{Example, TrainReport, Trainer, prepare};
 use chaff::classify::{ClassifierConfig, format};
-use chaff::eval::{Confusion, fpr_at_recall, recall_at_fpr, roc_auc};
-use chaff::input::index::{self, Labelled};
-use chaff::ordered::Ordered;
 use chaff::{Config, Engine};
+use chaff_train::bayes::Bayes;
+use chaff_train::eval::{Confusion, fpr_at_recall, recall_at_fpr, roc_auc};
+use chaff_train::train::{Example, TrainReport, Trainer, prepare};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -56,7 +56,6 @@ pub struct TrainSummary {
 /// Trains on every index and writes the model.
 pub fn run(args: TrainArgs) -> Result<ExitCode, CliError> {
     let config = load_config(args.batch.config.as_deref())?;
-    config.classifier.validate()?;
     let labelled = read_indexes(&args.indexes)?;
     let (model, summary) = train(&config, labelled, args.batch.jobs)?;
     if summary.messages == 0 {
@@ -94,7 +93,7 @@ fn read_indexes(indexes: &[PathBuf]) -> Result<Vec<Labelled>, CliError> {
 fn reading_engine(config: &Config) -> Result<Engine, CliError> {
     let mut config = config.clone();
     config.model = None;
-    Ok(Engine::new(&config)?)
+    Ok(Engine::builder().config(config).build()?)
 }
 
 /// Trains a model on labelled messages (in their order).
@@ -261,7 +260,6 @@ pub fn eval_trained(
     tests: &[PathBuf],
 ) -> Result<ExitCode, CliError> {
     let config = load_config(config)?;
-    config.classifier.validate()?;
     let (train_set, test_set) = match split {
         Some(f) => {
             if !(f > 0.0 && f < 1.0) {
@@ -301,15 +299,17 @@ fn eval_logistic(
 ) -> Result<TrainEvalReport, CliError> {
     let (model, train) = train(config, train_set, jobs)?;
     let model_bytes = format::to_bytes(&model).ok().map(|b| b.len() as u64);
-    let engine = reading_engine(config)?.with_model(model);
+    let mut config = config.clone();
+    config.model = None;
+    let engine = Engine::builder().config(config).model(model).build()?;
     let test_paths: Vec<(bool, PathBuf)> =
         test_set.iter().map(|l| (l.spam, l.path.clone())).collect();
-    let super::eval::Scanned {
+    let Scanned {
         confusion,
         scored,
         unreadable,
         elapsed,
-    } = super::eval::scan_labelled(&engine, test_set, jobs)?;
+    } = scan_labelled(&engine, test_set, jobs)?;
     let ordered = Ordered::new(jobs);
     // The classifier alone, on the same test messages (not timed).
     let classifier_alone = engine.model().map(|loaded| {

@@ -7,7 +7,7 @@
 //! of an mbox file. Reading a message's bytes is deferred to [`Message::load`] so
 //! that worker threads, not the enumerating thread, pay for it.
 
-pub mod index;
+pub use chaff_train::index;
 mod mbox;
 
 use std::fs::File;

@@ -3,8 +3,9 @@
 //! engine's weights rather than hard-coding them), and a service on a free port.
 #![allow(dead_code)]
 
-use chaff::milter::server::{self, ListenAddr, ServeOptions, ServerHandle};
 use chaff::{Config, Engine, Envelope};
+use chaff_milter::ServiceConfig;
+use chaff_milter::server::{self, ListenAddr, ServeOptions, ServerHandle};
 use std::path::Path;
 
 /// Plain business mail.
@@ -32,7 +33,7 @@ Content-Type: text/plain; charset=utf-8\r\n\r\n\
 /// messages' scores, and the scores.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
-    pub config: Config,
+    pub config: ServiceConfig,
     pub scores: [f64; 3],
 }
 
@@ -43,16 +44,16 @@ pub fn score(config: &Config, raw: &str) -> f64 {
 
 pub fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::default();
-    let engine = Engine::new(&config).expect("engine");
+    let mut config = ServiceConfig::default();
+    let engine = Engine::new(&config.engine).expect("engine");
     let scores = [HAM, MEDIUM, SPAM].map(|m| engine.scan(m.as_bytes(), &Envelope::default()).score);
     assert!(
         scores[0] < scores[1] && scores[1] < scores[2],
         "the engine should order ham < medium < spam: {scores:?}"
     );
-    config.thresholds.quarantine = (scores[0] + scores[1]) / 2.0;
-    config.thresholds.reject = (scores[1] + scores[2]) / 2.0;
-    config.outbound = None;
+    config.engine.thresholds.quarantine = (scores[0] + scores[1]) / 2.0;
+    config.engine.thresholds.reject = (scores[1] + scores[2]) / 2.0;
+    config.engine.outbound = None;
     config.accounts.db = dir.path().join("accounts.redb");
     config.accounts.lock_after = 3;
     config.accounts.window_secs = 3600;
@@ -64,8 +65,8 @@ pub fn fixture() -> Fixture {
 }
 
 /// Writes `config`'s thresholds, milter and accounts settings as a chaff.toml.
-pub fn write_toml(path: &Path, config: &Config, extra_milter: &str) {
-    let t = &config.thresholds;
+pub fn write_toml(path: &Path, config: &ServiceConfig, extra_milter: &str) {
+    let t = &config.engine.thresholds;
     let a = &config.accounts;
     let text = format!(
         "[thresholds]\nquarantine = {:?}\nreject = {:?}\n\n[milter]\n{extra_milter}\n\n\
@@ -79,11 +80,15 @@ pub fn write_toml(path: &Path, config: &Config, extra_milter: &str) {
     std::fs::write(path, text).expect("write config");
 }
 
-pub fn start(config: &Config) -> ServerHandle {
+pub fn start(config: &ServiceConfig) -> ServerHandle {
     start_with(config, None, true)
 }
 
-pub fn start_with(config: &Config, config_path: Option<&Path>, metrics: bool) -> ServerHandle {
+pub fn start_with(
+    config: &ServiceConfig,
+    config_path: Option<&Path>,
+    metrics: bool,
+) -> ServerHandle {
     server::spawn(
         config,
         ServeOptions {

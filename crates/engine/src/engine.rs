@@ -1,0 +1,441 @@
+//! The engine: every stage wired together behind one call, built once and shared.
+//!
+//! An [`Engine`] owns what is expensive to build (the keyword automaton, the jieba
+//! dictionary, the configured parser) and nothing that changes per message, so one
+//! engine serves every thread (`Send + Sync`). Per-thread scratch buffers keep the
+//! hot path free of allocation churn.
+
+use crate::classify::{self, Extractor, FeatureConfig, Field, LiveModel, Loaded, Model};
+use crate::config::Config;
+use crate::decode::{self, Decoded};
+use crate::error::Error;
+use crate::keywords::KeywordSet;
+use crate::matching::{Matcher, Occurrence};
+use crate::normalise::{Normalised, normalise_into};
+use crate::parse::Parser;
+use crate::score::{self, Found};
+use crate::segment::{Segmenter, WindowCache};
+use crate::verdict::{Envelope, Location, Verdict};
+use crate::{route, verdict::TextSource};
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+/// Characters of context shown either side of a hit in [`Location::excerpt`].
+const EXCERPT_CONTEXT: usize = 8;
+
+/// The filter, built from a [`Config`]. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    parser: ParserHandle,
+    keywords: KeywordSet,
+    matcher: Matcher,
+    segmenter: Segmenter,
+    /// Per keyword: is it Chinese (checked by segmentation)?
+    cjk: Vec<bool>,
+    /// The trained model (`model = "PATH"`), reloaded when its file changes.
+    classifier: Option<LiveModel>,
+}
+
+/// mail-parser's configured parser has no `Debug`; this wrapper gives it one.
+struct ParserHandle(Parser);
+
+impl std::fmt::Debug for ParserHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Parser")
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    normalised: Normalised,
+    occurrences: Vec<Occurrence>,
+    window: WindowCache,
+    /// Occurrences located so far, per keyword.
+    shown: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Builds an [`Engine`]: `Engine::builder().config(cfg).build()?`.
+///
+/// Every part is optional: the configuration defaults to the embedded one, the
+/// keyword lists to those the configuration names, and the model to the
+/// configuration's `model` file (if any).
+#[derive(Debug, Default)]
+pub struct EngineBuilder {
+    config: Option<Config>,
+    keywords: Option<KeywordSet>,
+    model: Option<Model>,
+    foreground: bool,
+}
+
+impl EngineBuilder {
+    /// The configuration to build from (default: [`Config::default`]).
+    pub fn config(mut self, config: Config) -> EngineBuilder {
+        self.config = Some(config);
+        self
+    }
+
+    /// An explicit keyword set; the configuration's keyword sources are then
+    /// ignored.
+    pub fn keywords(mut self, keywords: KeywordSet) -> EngineBuilder {
+        self.keywords = Some(keywords);
+        self
+    }
+
+    /// Scans with this model, held in memory and never reloaded, instead of the
+    /// configuration's model file (e.g. one `chaff eval --train` just trained).
+    pub fn model(mut self, model: Model) -> EngineBuilder {
+        self.model = Some(model);
+        self
+    }
+
+    /// Whether the jieba dictionary (about 100 ms) loads on a background thread
+    /// while [`build`](Self::build) returns (the default: the first Chinese hit
+    /// waits for it), or before `build` returns, leaving no thread behind (for a
+    /// program that forks after building, or wants the first scan at full speed).
+    pub fn load_in_background(mut self, background: bool) -> EngineBuilder {
+        self.foreground = !background;
+        self
+    }
+
+    /// Loads and compiles everything.
+    pub fn build(self) -> Result<Engine, Error> {
+        let config = self.config.unwrap_or_default();
+        let keywords = match self.keywords {
+            Some(k) => k,
+            None => KeywordSet::load(&config.keywords)?,
+        };
+        let matcher = Matcher::new(&keywords)?;
+        let segmenter = Segmenter::new(&keywords, !self.foreground);
+        let cjk = keywords.keywords.iter().map(|k| k.is_cjk()).collect();
+        let classifier = match (self.model, &config.model) {
+            (Some(model), _) => Some(LiveModel::fixed(model, &keywords)),
+            (None, Some(path)) => Some(
+                LiveModel::load(path, &keywords, &config.classifier).map_err(|source| {
+                    Error::Model {
+                        path: path.clone(),
+                        source,
+                    }
+                })?,
+            ),
+            (None, None) => None,
+        };
+        Ok(Engine {
+            config,
+            parser: ParserHandle(Parser::default()),
+            keywords,
+            matcher,
+            segmenter,
+            cjk,
+            classifier,
+        })
+    }
+}
+
+/// What the engine extracts from a message for a learner: the classifier's
+/// feature buckets and the keyword occurrences, read exactly as a scan reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extracted {
+    /// Distinct feature buckets of the classifier.
+    pub buckets: Vec<u32>,
+    /// The keyword occurrences confirmed as words, located.
+    pub found: Vec<Found>,
+}
+
+impl Engine {
+    /// A builder: configuration, keyword lists, model.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// Builds an engine from a configuration (`Engine::builder().config(..).build()`).
+    pub fn new(config: &Config) -> Result<Engine, Error> {
+        Engine::builder().config(config.clone()).build()
+    }
+
+    /// The model in force, if any (reloaded first if its file changed).
+    pub fn model(&self) -> Option<Arc<Loaded>> {
+        self.classifier.as_ref().map(LiveModel::get)
+    }
+
+    /// Blocks until everything loaded in the background (the jieba dictionary) is
+    /// ready, so that the next scan runs at full speed. Scanning without calling
+    /// this is fine: the first Chinese hit waits instead.
+    pub fn wait_ready(&self) {
+        self.segmenter.wait_ready();
+    }
+
+    /// The configuration this engine was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The keyword lists in force.
+    pub fn keywords(&self) -> &KeywordSet {
+        &self.keywords
+    }
+
+    /// Scans one message (raw RFC 822 bytes) sent with `envelope`. Never fails and
+    /// never panics on any input: malformed mail is scored as well as it can be,
+    /// and should a stage panic all the same (a bug), the verdict is the configured
+    /// `[limits] on_error` action with [`Reason::Failed`](crate::Reason::Failed).
+    ///
+    /// The stages run in this order: route's pre-scan (size, sender lists), parse,
+    /// decode, then per text normalise → match → segment (fused per occurrence),
+    /// with the classifier's features taken from the same normalised text, then
+    /// score and route.
+    pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Verdict {
+        match catch_unwind(AssertUnwindSafe(|| self.scan_unguarded(raw, envelope))) {
+            Ok(v) => v,
+            Err(panic) => route::failed(&self.config, panic_message(&*panic)),
+        }
+    }
+
+    fn scan_unguarded(&self, raw: &[u8], envelope: &Envelope) -> Verdict {
+        if let Some((action, reply, reason)) = route::pre_scan(&self.config, envelope, raw.len()) {
+            return Verdict {
+                action,
+                score: 0.0,
+                reply,
+                reason,
+                hits: Vec::new(),
+                tokens: Vec::new(),
+            };
+        }
+        let loaded = self.model();
+        let (found, classification) = match &loaded {
+            None => (self.find(&self.decode(raw)), None),
+            Some(l) => classify::with_extractor(&l.model.meta.features, |ex| {
+                let (_, found) = self.analyse(raw, Some(&mut *ex));
+                let explain = self.config.classifier.explain_tokens > 0;
+                (found, Some(l.model.classify(ex, explain)))
+            }),
+        };
+        let keywords = loaded.as_ref().map_or(&self.keywords, |l| &l.keywords);
+        let (mut score, hits) = score::score(&found, keywords, &self.config.scoring);
+        let mut tokens = Vec::new();
+        if let Some(c) = classification {
+            let w = self.config.classifier.weight;
+            score += w * c.points;
+            let n = self.config.classifier.explain_tokens;
+            tokens = c.tokens;
+            tokens.iter_mut().for_each(|t| t.weight *= w);
+            tokens.retain(|t| t.weight != 0.0);
+            // Strongest `n` spam-wards (positive, first), then `n` ham-wards.
+            let split = tokens.iter().take_while(|t| t.weight > 0.0).count();
+            let ham: Vec<_> = tokens.drain(split..).take(n).collect();
+            tokens.truncate(n);
+            tokens.extend(ham);
+        }
+        let (action, reply, reason) = route::route(&self.config, envelope, score);
+        Verdict {
+            action,
+            score,
+            reply,
+            reason,
+            hits,
+            tokens,
+        }
+    }
+
+    /// What a learner needs of one message: the classifier's features (with the
+    /// settings `features`) and the keyword occurrences, through the same path a
+    /// scan takes, so training and scanning see the same features.
+    pub fn extract(&self, raw: &[u8], features: &FeatureConfig) -> Extracted {
+        classify::with_extractor(features, |ex| {
+            let (_, found) = self.analyse(raw, Some(&mut *ex));
+            Extracted {
+                buckets: ex.features().iter().map(|f| f.bucket).collect(),
+                found,
+            }
+        })
+    }
+
+    /// Parse to segment for one message, also feeding the classifier's feature
+    /// extractor (when given) with every normalised text and the header features:
+    /// the single path both scanning and training take.
+    fn analyse(&self, raw: &[u8], features: Option<&mut Extractor>) -> (Decoded, Vec<Found>) {
+        let decoded = self.decode(raw);
+        match features {
+            None => {
+                let found = self.find(&decoded);
+                (decoded, found)
+            }
+            Some(ex) => {
+                let found = self.find_with(&decoded, Some(&mut *ex));
+                classify::add_headers(ex, raw, decoded.from.as_deref());
+                (decoded, found)
+            }
+        }
+    }
+
+    #[doc(hidden)]
+    /// Parse and decode. A panic in the parser (a bug in a
+    /// dependency) must not lose the message: it is then read as plain text.
+    pub fn decode(&self, raw: &[u8]) -> Decoded {
+        let parsed = catch_unwind(AssertUnwindSafe(|| {
+            decode::decode(&self.parser.0.parse(raw))
+        }));
+        parsed.unwrap_or_else(|_| decode::decode(&crate::parse::Parsed::unparsed(raw)))
+    }
+
+    #[doc(hidden)]
+    /// Normalise each text, match the keywords and keep the
+    /// occurrences that are words, located in the decoded text.
+    pub fn find(&self, decoded: &Decoded) -> Vec<Found> {
+        self.find_with(decoded, None)
+    }
+
+    /// [`Engine::find`], also handing each normalised text to the classifier's
+    /// feature extractor.
+    fn find_with(&self, decoded: &Decoded, mut features: Option<&mut Extractor>) -> Vec<Found> {
+        SCRATCH.with(|scratch| {
+            let mut guard = scratch.borrow_mut();
+            let Scratch {
+                normalised,
+                occurrences,
+                window,
+                shown,
+            } = &mut *guard;
+            shown.clear();
+            shown.resize(self.keywords.keywords.len(), 0);
+            let mut found = Vec::new();
+            for (part, (source, text)) in decoded.all_texts().enumerate() {
+                if text.is_empty() {
+                    continue;
+                }
+                normalise_into(text, normalised);
+                window.reset();
+                if let Some(ex) = features.as_deref_mut() {
+                    let field = if source == TextSource::Subject {
+                        Field::Subject
+                    } else {
+                        Field::Body
+                    };
+                    ex.add_text(field, &normalised.text);
+                }
+                occurrences.clear();
+                self.matcher.find_into(&normalised.text, occurrences);
+                for occ in occurrences.iter() {
+                    let (s, e) = (occ.start as usize, occ.end as usize);
+                    if self.cjk[occ.keyword as usize]
+                        && !self.segmenter.is_word(&normalised.text, s, e, window)
+                    {
+                        continue;
+                    }
+                    let range = normalised.source_range(text, s, e);
+                    // Only the first few occurrences of a keyword are shown.
+                    let seen = &mut shown[occ.keyword as usize];
+                    *seen = seen.saturating_add(1);
+                    let excerpt = if usize::from(*seen) <= score::MAX_LOCATIONS {
+                        excerpt(text, range.clone())
+                    } else {
+                        String::new()
+                    };
+                    found.push(Found {
+                        keyword: occ.keyword,
+                        location: Location {
+                            source,
+                            part: if source == TextSource::Subject {
+                                0
+                            } else {
+                                part - 1
+                            },
+                            offset: range.start,
+                            excerpt,
+                        },
+                    });
+                }
+            }
+            found
+        })
+    }
+}
+
+/// The text of a panic's payload, for the verdict's reason.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+/// The hit as it stands in the decoded text with a little context, on one line.
+fn excerpt(text: &str, range: std::ops::Range<usize>) -> String {
+    let start = text[..range.start]
+        .char_indices()
+        .rev()
+        .nth(EXCERPT_CONTEXT - 1)
+        .map_or(0, |(i, _)| i);
+    let end = text[range.end..]
+        .char_indices()
+        .nth(EXCERPT_CONTEXT)
+        .map_or(text.len(), |(i, _)| range.end + i);
+    let s = &text[start..end];
+    // Control chars are C0, DEL and C1 (lead byte C2): most excerpts have none
+    // and are copied as they stand.
+    if s.bytes().any(|b| b < 0x20 || b == 0x7F || b == 0xC2) {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Action;
+
+    fn engine() -> Engine {
+        Engine::new(&Config::default()).unwrap()
+    }
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Engine>();
+    }
+
+    #[test]
+    fn spam_is_flagged_and_explained() {
+        let raw = "Subject: =?utf-8?B?5Luj5byA5Y+R56Wo?=\r\n\r\n代开发票，优惠特价，免 费咨询，赚钱发财！\r\n";
+        let v = engine().scan(raw.as_bytes(), &Envelope::default());
+        assert_ne!(v.action, Action::Deliver, "{v:?}");
+        let daikai = v.hits.iter().find(|h| h.keyword == "代开").unwrap();
+        assert_eq!(daikai.count, 2);
+        assert_eq!(daikai.category, "money");
+        let mianfei = v.hits.iter().find(|h| h.keyword == "免费").unwrap();
+        assert!(
+            mianfei.locations[0].excerpt.contains("免 费"),
+            "{mianfei:?}"
+        );
+    }
+
+    #[test]
+    fn ham_with_lookalike_words_is_delivered() {
+        let raw = "Subject: meeting\r\n\r\n周末一起去电影院吗？基金会的活动也很成功率高。\r\n";
+        let v = engine().scan(raw.as_bytes(), &Envelope::default());
+        assert_eq!(v.action, Action::Deliver);
+        assert!(
+            v.hits
+                .iter()
+                .all(|h| h.keyword != "电影" && h.keyword != "基金"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn excerpts_keep_context() {
+        assert_eq!(excerpt("0123456789abcdefghij", 10..11), "23456789abcdefghi");
+        assert_eq!(excerpt("免费", 0..6), "免费");
+        assert_eq!(excerpt("a\r\n免费\u{85}b", 3..9), "a  免费 b");
+    }
+}

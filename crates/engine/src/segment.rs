@@ -1,0 +1,224 @@
+//! Segment: decide whether a Chinese keyword hit is a real word.
+//!
+//! Chinese has no spaces, so a substring match over-counts: 电影 is in 电影院
+//! (cinema), 基金 in 基金会 (foundation), 成功 in 成功率. jieba's dictionary-based
+//! segmentation tells them apart. It is the most expensive stage (about 50 MB/s),
+//! so only a short window of Han text around each hit is segmented, never the whole
+//! message. The dictionary takes ~100 ms to load, so by default it is built on a
+//! background thread when the engine is made and waited for only at the first
+//! Chinese hit ([`crate::EngineBuilder::load_in_background`]).
+
+use crate::keywords::KeywordSet;
+use crate::text::is_han;
+use jieba_rs::Jieba;
+use lru::LruCache;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, OnceLock};
+
+/// Characters of context segmented either side of a hit, at most. The window is
+/// the run of Han characters around the hit (a clause: punctuation and Latin text
+/// end it), so all the hits of a clause share one segmentation.
+pub const WINDOW_CHARS: usize = 16;
+
+/// A shared jieba instance that knows every Chinese keyword.
+#[derive(Clone)]
+pub struct Segmenter {
+    jieba: Arc<OnceLock<Jieba>>,
+}
+
+impl std::fmt::Debug for Segmenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segmenter")
+            .field("ready", &self.jieba.get().is_some())
+            .finish()
+    }
+}
+
+impl Segmenter {
+    /// Loads the dictionary: on a background thread, returning at once, when
+    /// `background` is set (scans wait for it only at the first Chinese hit);
+    /// otherwise here, before returning, so no thread is left running.
+    pub fn new(keywords: &KeywordSet, background: bool) -> Segmenter {
+        let cell = Arc::new(OnceLock::new());
+        let words: Vec<String> = keywords
+            .keywords
+            .iter()
+            .filter(|k| k.is_cjk())
+            .map(|k| k.normalised.clone())
+            .collect();
+        let spawned = background.then(|| {
+            let filler = Arc::clone(&cell);
+            let words = words.clone();
+            std::thread::Builder::new()
+                .name("chaff-jieba".into())
+                .spawn(move || {
+                    filler.get_or_init(|| build(&words));
+                })
+        });
+        if !matches!(spawned, Some(Ok(_))) {
+            // No thread to spare: build it now.
+            cell.get_or_init(|| build(&words));
+        }
+        Segmenter { jieba: cell }
+    }
+
+    /// Blocks until the dictionary is loaded (a no-op afterwards).
+    pub fn wait_ready(&self) {
+        self.jieba();
+    }
+
+    /// Waits for the dictionary (only the first call can wait).
+    fn jieba(&self) -> &Jieba {
+        self.jieba.wait()
+    }
+
+    /// Is `text[start..end]` made of whole words in jieba's segmentation of the Han
+    /// text around it? Boundaries with non-Han text always count as word boundaries.
+    pub fn is_word(&self, text: &str, start: usize, end: usize, cache: &mut WindowCache) -> bool {
+        let (ws, we) = match cache.range {
+            // The previous window covers this hit well inside: reuse it.
+            (s, e)
+                if cache.valid
+                    && s <= start
+                    && end <= e
+                    && (s == 0
+                        || !text[..s].ends_with(is_han)
+                        || start - s >= 3 * WINDOW_CHARS / 2)
+                    && (e == text.len()
+                        || !text[e..].starts_with(is_han)
+                        || e - end >= 3 * WINDOW_CHARS / 2) =>
+            {
+                (s, e)
+            }
+            _ => window(text, start, end),
+        };
+        if !cache.valid || cache.range != (ws, we) {
+            cache.valid = true;
+            cache.range = (ws, we);
+            let window = &text[ws..we];
+            // Spam comes in campaigns: the same clause is segmented again and
+            // again, so cuts are remembered per thread, the least recently used
+            // forgotten one at a time when the memo is full (clearing it all at
+            // once cost the unlucky message a few milliseconds).
+            let boundaries = cache.memo.get_or_insert_ref(window, || {
+                self.jieba()
+                    .cut(window, false)
+                    .iter()
+                    .map(|t| t.byte_end as u32)
+                    .collect()
+            });
+            cache.boundaries.clear();
+            cache
+                .boundaries
+                .extend(boundaries.iter().map(|&b| ws + b as usize));
+        }
+        let at = |b: usize| b <= ws || b >= we || cache.boundaries.binary_search(&b).is_ok();
+        at(start) && at(end)
+    }
+}
+
+/// Windows whose segmentation a thread remembers, at most.
+pub const MEMO_WINDOWS: usize = 16 * 1024;
+
+/// Per-thread segmentation state: the last window (reused for the next hit in the
+/// same window) and a memo of recent windows' cuts. Call [`WindowCache::reset`]
+/// before moving on to another text.
+#[derive(Debug)]
+pub struct WindowCache {
+    valid: bool,
+    range: (usize, usize),
+    boundaries: Vec<usize>,
+    memo: LruCache<String, Vec<u32>>,
+}
+
+impl Default for WindowCache {
+    fn default() -> Self {
+        WindowCache {
+            valid: false,
+            range: (0, 0),
+            boundaries: Vec::new(),
+            memo: LruCache::new(MEMO_CAPACITY),
+        }
+    }
+}
+
+/// [`MEMO_WINDOWS`], as the cache wants it.
+const MEMO_CAPACITY: NonZeroUsize = match NonZeroUsize::new(MEMO_WINDOWS) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
+
+/// Frequency given to a keyword the dictionary lacks (代开, 直投): a common word's,
+/// so that 代开发票 splits as 代开/发票 rather than 代/开发票, while words that
+/// contain a keyword (新一代/开发) keep their own, higher-scoring segmentation.
+const KEYWORD_FREQ: usize = 1000;
+
+impl WindowCache {
+    /// Forgets the window: the next text is another text.
+    pub fn reset(&mut self) {
+        self.valid = false;
+    }
+}
+
+fn build(words: &[String]) -> Jieba {
+    let mut jieba = Jieba::new();
+    for w in words {
+        if w.chars().all(is_han) && !jieba.has_word(w) {
+            let freq = jieba.suggest_freq(w).max(KEYWORD_FREQ);
+            jieba.add_word(w, Some(freq), None);
+        }
+    }
+    jieba
+}
+
+/// The Han run around `[start, end)`, at most [`WINDOW_CHARS`] either side.
+fn window(text: &str, start: usize, end: usize) -> (usize, usize) {
+    let mut ws = start;
+    for (n, (i, c)) in text[..start].char_indices().rev().enumerate() {
+        if n >= WINDOW_CHARS || !is_han(c) {
+            break;
+        }
+        ws = i;
+    }
+    let mut we = end;
+    for (n, (i, c)) in text[end..].char_indices().enumerate() {
+        if n >= WINDOW_CHARS || !is_han(c) {
+            break;
+        }
+        we = end + i + c.len_utf8();
+    }
+    (ws, we)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg() -> Segmenter {
+        Segmenter::new(&KeywordSet::embedded(), true)
+    }
+
+    fn word(s: &Segmenter, text: &str, kw: &str) -> bool {
+        let start = text.find(kw).unwrap();
+        s.is_word(text, start, start + kw.len(), &mut WindowCache::default())
+    }
+
+    #[test]
+    fn words_inside_longer_words_are_not_hits() {
+        let s = seg();
+        assert!(!word(&s, "我们周末去电影院看看", "电影"));
+        assert!(!word(&s, "他在慈善基金会工作", "基金"));
+        assert!(word(&s, "免费看电影", "电影"));
+        assert!(word(&s, "本公司代开发票", "代开"));
+        assert!(word(&s, "购买股票基金", "基金"));
+        assert!(!word(&s, "新一代开发平台", "代开"));
+        assert!(!word(&s, "一直投入研发", "直投"));
+    }
+
+    #[test]
+    fn non_han_neighbours_are_boundaries() {
+        let s = seg();
+        assert!(word(&s, "free免费!", "免费"));
+        assert!(word(&s, "免费", "免费"));
+    }
+}

@@ -1,0 +1,426 @@
+//! The milter network service: listeners, network threads, start and stop.
+//!
+//! Connections are served by one single-threaded tokio runtime per network thread
+//! (one per core by default; the first also accepts and hands connections out in
+//! turn, and serves the metrics endpoint, module `metrics_http`); each connection
+//! is driven by module `connection` against the shared [`Service`] (engine,
+//! settings, lock store, scan threads). SIGHUP reloads (module `signals`); SIGTERM
+//! stops accepting, lets connections finish the message they are in, and exits
+//! (after `drain_timeout_secs` at most).
+
+use super::config::ServiceConfig;
+use super::connection::{self, Conn};
+use super::log_batch;
+use super::metrics_http;
+pub use super::service::{Generation, ServeError, Service};
+use super::signals;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+/// Where the service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP address, `host:port`.
+    Inet(String),
+    /// A Unix-domain socket path.
+    Unix(PathBuf),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    /// Parses `inet:HOST:PORT` (Postfix), `inet:PORT@HOST` (Sendmail),
+    /// `inet6:[HOST]:PORT`, `unix:PATH` or `local:PATH`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage = "use inet:HOST:PORT, inet:PORT@HOST or unix:PATH";
+        if let Some(path) = s.strip_prefix("unix:").or_else(|| s.strip_prefix("local:")) {
+            if path.is_empty() {
+                return Err(format!("`{s}`: empty socket path; {usage}"));
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        let Some(rest) = s.strip_prefix("inet:").or_else(|| s.strip_prefix("inet6:")) else {
+            return Err(format!("`{s}`: {usage}"));
+        };
+        let hostport = match rest.split_once('@') {
+            Some((port, host)) if host.contains(':') => format!("[{host}]:{port}"),
+            Some((port, host)) => format!("{host}:{port}"),
+            None => rest.to_string(),
+        };
+        match hostport.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(ListenAddr::Inet(hostport))
+            }
+            _ => Err(format!("`{s}`: needs a host and a port; {usage}")),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Inet(a) => write!(f, "inet:{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A bound listener, not yet serving.
+enum Bound {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener, PathBuf),
+}
+
+fn bind(addr: &ListenAddr, socket_mode: u32) -> Result<(Bound, String), ServeError> {
+    match addr {
+        ListenAddr::Inet(hostport) => {
+            let addrs: Vec<SocketAddr> = hostport
+                .to_socket_addrs()
+                .map_err(|e| ServeError::Address(format!("`{addr}`: {e}")))?
+                .collect();
+            let l = std::net::TcpListener::bind(&addrs[..]).map_err(|source| ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+            l.set_nonblocking(true).map_err(|source| ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+            let local = l
+                .local_addr()
+                .map(|a| format!("inet:{a}"))
+                .unwrap_or_else(|_| addr.to_string());
+            Ok((Bound::Tcp(l), local))
+        }
+        ListenAddr::Unix(path) => {
+            use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+            let err = |source| ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            };
+            // A socket left by a previous run is removed; anything else is kept.
+            if let Ok(meta) = std::fs::symlink_metadata(path)
+                && meta.file_type().is_socket()
+            {
+                std::fs::remove_file(path).map_err(err)?;
+            }
+            let l = std::os::unix::net::UnixListener::bind(path).map_err(err)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode))
+                .map_err(err)?;
+            l.set_nonblocking(true).map_err(err)?;
+            Ok((Bound::Unix(l, path.clone()), addr.to_string()))
+        }
+    }
+}
+
+/// Accepts connections until shutdown, then drains them. Each connection is served
+/// on one of the network runtimes `workers`, in turn.
+async fn accept_loop(
+    svc: Arc<Service>,
+    bound: Bound,
+    mut shutdown: watch::Receiver<bool>,
+    workers: Vec<tokio::runtime::Handle>,
+) {
+    enum L {
+        Tcp(tokio::net::TcpListener),
+        Unix(tokio::net::UnixListener, PathBuf),
+    }
+    let listener = match bound {
+        Bound::Tcp(l) => tokio::net::TcpListener::from_std(l).map(L::Tcp),
+        Bound::Unix(l, p) => tokio::net::UnixListener::from_std(l).map(|l| L::Unix(l, p)),
+    };
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            error!(error = %e, "cannot register the listener");
+            return;
+        }
+    };
+    let limit = svc.current().settings.milter.max_connections;
+    let permits = Arc::new(Semaphore::new(limit));
+    let mut tasks = JoinSet::new();
+    let mut turn = 0usize;
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let accepted = tokio::select! {
+            r = async {
+                match &listener {
+                    L::Tcp(l) => l.accept().await.and_then(|(s, a)| {
+                        let _ = s.set_nodelay(true);
+                        Ok((Conn::Tcp(s.into_std()?), a.to_string()))
+                    }),
+                    L::Unix(l, _) => l
+                        .accept()
+                        .await
+                        .and_then(|(s, _)| Ok((Conn::Unix(s.into_std()?), "unix".into()))),
+                }
+            } => r,
+            _ = shutdown.changed() => break,
+        };
+        match accepted {
+            Ok((conn, peer)) => {
+                let svc = Arc::clone(&svc);
+                let rx = shutdown.clone();
+                let worker = &workers[turn % workers.len()];
+                turn = turn.wrapping_add(1);
+                // The socket is registered with the chosen runtime's reactor from
+                // within that runtime.
+                tasks.spawn_on(
+                    async move {
+                        connection::serve(svc, conn, peer, rx).await;
+                        drop(permit);
+                    },
+                    worker,
+                );
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little, keep serving.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let drain = Duration::from_secs(svc.current().settings.milter.drain_timeout_secs);
+    let open = tasks.len();
+    if open > 0 {
+        info!(connections = open, "draining");
+    }
+    if tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        warn!(
+            connections = tasks.len(),
+            "drain timed out; closing the remaining connections"
+        );
+        tasks.abort_all();
+    }
+    if let L::Unix(_, path) = &listener {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// How to run the service.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen for MTAs.
+    pub listen: ListenAddr,
+    /// Where to serve metrics (`HOST:PORT`), if anywhere.
+    pub metrics: Option<String>,
+    /// The configuration file SIGHUP reads again.
+    pub config_path: Option<PathBuf>,
+}
+
+/// A service running on its own threads (tests, benchmarks, the CLI).
+pub struct ServerHandle {
+    addr: String,
+    metrics_addr: Option<SocketAddr>,
+    service: Arc<Service>,
+    shutdown: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.addr)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The address actually listened on, e.g. `inet:127.0.0.1:40123` (a port of 0
+    /// in the options is replaced by the one the system chose).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The metrics listener's address, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The running service.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// Reloads the configuration, as SIGHUP does.
+    pub fn reload(&self) -> Result<(), String> {
+        let r = self.service.reload();
+        self.service.metrics().reload(r.is_ok());
+        r
+    }
+
+    /// Stops accepting, drains connections and waits for the threads to end.
+    pub fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Blocks until SIGTERM or SIGINT, reloading on SIGHUP, then shuts down.
+    pub fn run_until_signalled(self) -> Result<(), ServeError> {
+        signals::wait_for_stop(&self.service)?;
+        self.shutdown();
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Starts the service on background threads and returns once it listens.
+pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle, ServeError> {
+    let service = Arc::new(Service::new(config, opts.config_path.clone())?);
+    let settings = service.current().settings.clone();
+    let (bound, addr) = bind(&opts.listen, settings.milter.socket_mode)?;
+    let metrics = match &opts.metrics {
+        Some(m) => {
+            let l = std::net::TcpListener::bind(m).map_err(|source| ServeError::Bind {
+                addr: m.clone(),
+                source,
+            })?;
+            l.set_nonblocking(true).map_err(|source| ServeError::Bind {
+                addr: m.clone(),
+                source,
+            })?;
+            Some(l)
+        }
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    let (tx, rx) = watch::channel(false);
+    // Each network thread runs its own single-threaded runtime and serves the
+    // connections it is handed, scanning small messages itself: no thread hands
+    // work to another for them, and there are as many such threads as cores. The
+    // first also accepts connections and serves metrics.
+    let threads = settings.milter.network_thread_count();
+    let runtimes = (0..threads)
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                // Each network thread's log lines go out when it runs out of work.
+                .on_thread_park(log_batch::flush)
+                .build()
+                .map_err(|e| ServeError::Start(format!("network runtime: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let workers: Vec<_> = runtimes.iter().map(|rt| rt.handle().clone()).collect();
+    let (stop_workers, stopped) = watch::channel(false);
+    let mut runtimes = runtimes.into_iter();
+    let first = runtimes
+        .next()
+        .ok_or_else(|| ServeError::Start("no network thread".into()))?;
+    let mut others = Vec::with_capacity(threads - 1);
+    for (i, rt) in runtimes.enumerate() {
+        let mut stopped = stopped.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("chaff-net-{}", i + 1))
+            .spawn(move || {
+                log_batch::start_batching();
+                // Serves the connections handed to it until the first thread has
+                // drained them all (or is gone).
+                rt.block_on(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                });
+                rt.shutdown_timeout(Duration::from_secs(1));
+                log_batch::flush();
+            })
+            .map_err(|e| ServeError::Start(format!("network thread: {e}")))?;
+        others.push(t);
+    }
+    let svc = Arc::clone(&service);
+    let thread = std::thread::Builder::new()
+        .name("chaff-net-0".into())
+        .spawn(move || {
+            log_batch::start_batching();
+            first.block_on(async move {
+                if let Some(l) = metrics {
+                    tokio::spawn(metrics_http::metrics_loop(Arc::clone(&svc), l, rx.clone()));
+                }
+                accept_loop(svc, bound, rx, workers).await;
+            });
+            let _ = stop_workers.send(true);
+            for t in others {
+                let _ = t.join();
+            }
+            first.shutdown_timeout(Duration::from_secs(1));
+            log_batch::flush();
+        })
+        .map_err(|e| ServeError::Start(format!("service thread: {e}")))?;
+    info!(
+        listen = %addr,
+        metrics = ?metrics_addr,
+        accounts = %settings.accounts.db.display(),
+        "chaff milter listening"
+    );
+    Ok(ServerHandle {
+        addr,
+        metrics_addr,
+        service,
+        shutdown: tx,
+        thread: Some(thread),
+    })
+}
+
+/// Runs the service in the foreground until SIGTERM or SIGINT; SIGHUP reloads.
+pub fn run(config: &ServiceConfig, opts: ServeOptions) -> Result<(), ServeError> {
+    spawn(config, opts)?.run_until_signalled()
+}
+
+/// Reads `path`'s configuration and checks it the way the service would, without
+/// starting anything.
+pub fn check(path: &Path) -> Result<(), ServeError> {
+    ServiceConfig::load(path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_parse_in_postfix_and_sendmail_forms() {
+        let p = |s: &str| s.parse::<ListenAddr>();
+        assert_eq!(
+            p("inet:127.0.0.1:8891"),
+            Ok(ListenAddr::Inet("127.0.0.1:8891".into()))
+        );
+        assert_eq!(
+            p("inet:8891@localhost"),
+            Ok(ListenAddr::Inet("localhost:8891".into()))
+        );
+        assert_eq!(
+            p("inet6:8891@::1"),
+            Ok(ListenAddr::Inet("[::1]:8891".into()))
+        );
+        assert_eq!(
+            p("unix:/run/chaff/milter.sock"),
+            Ok(ListenAddr::Unix("/run/chaff/milter.sock".into()))
+        );
+        for bad in [
+            "127.0.0.1:1",
+            "inet:",
+            "inet:host",
+            "inet:host:port",
+            "unix:",
+            "tcp:1",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+    }
+}

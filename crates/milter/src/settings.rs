@@ -1,0 +1,142 @@
+//! The milter's checked view of a configuration: what it needs to answer an MTA,
+//! derived once from a checked [`ServiceConfig`] at start and at every reload.
+
+use crate::config::{AccountsConfig, MilterConfig, ServiceConfig};
+use chaff::Reply;
+use std::time::Duration;
+
+/// What the service needs from a configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The `[milter]` table.
+    pub milter: MilterConfig,
+    /// The `[accounts]` table, `db` absolute when the file was read.
+    pub accounts: AccountsConfig,
+    /// Largest message buffered and scanned, in bytes.
+    pub max_message_size: usize,
+    /// The reply for rejected mail and locked accounts.
+    pub reject_reply: Reply,
+    /// The reply for oversize mail.
+    pub oversize_reply: Reply,
+}
+
+impl Settings {
+    /// The settings of a configuration, which must have passed
+    /// [`ServiceConfig::check`] (as [`ServiceConfig::load`] makes sure); the error
+    /// names the field.
+    pub fn from_config(config: &ServiceConfig) -> Result<Settings, (&'static str, String)> {
+        config.check()?;
+        Ok(Settings {
+            milter: config.milter.clone(),
+            accounts: config.accounts.clone(),
+            max_message_size: config.engine.max_message_size,
+            reject_reply: config.engine.reject_reply.clone(),
+            oversize_reply: config.engine.oversize_reply.clone(),
+        })
+    }
+
+    /// The scan time limit.
+    pub fn scan_timeout(&self) -> Duration {
+        Duration::from_millis(self.milter.scan_timeout_ms)
+    }
+
+    /// The wait for the MTA's next packet.
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.milter.read_timeout_secs)
+    }
+
+    /// The wait to send an answer.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.milter.write_timeout_secs)
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let config = ServiceConfig::default();
+        Settings {
+            milter: config.milter,
+            accounts: config.accounts,
+            max_message_size: config.engine.max_message_size,
+            reject_reply: config.engine.reject_reply,
+            oversize_reply: config.engine.oversize_reply,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chaff::config::ConfigFile;
+    use std::path::Path;
+
+    fn load(text: &str) -> Result<ServiceConfig, chaff::ConfigError> {
+        ServiceConfig::from_file(&ConfigFile::from_toml(
+            text,
+            Path::new("/etc/chaff/chaff.toml"),
+        )?)
+    }
+
+    #[test]
+    fn defaults_check_out() {
+        let s = Settings::default();
+        assert_eq!(s.reject_reply, "557 5.7.1 forbid to send spam mail");
+        assert_eq!(
+            s.oversize_reply,
+            "552 5.3.4 Message size exceeds fixed limit"
+        );
+        assert_eq!(Settings::from_config(&ServiceConfig::default()), Ok(s));
+    }
+
+    #[test]
+    fn bad_replies_and_unknown_tables_are_refused_with_the_field() {
+        let e = load("[replies]\nreject = \"250 fine\"\n").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("replies.reject"));
+        assert_eq!(e.file, Path::new("/etc/chaff/chaff.toml"));
+        let e = load("[thresholds]\nreject = 20\n\n[miltr]\nx = 1\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(4), Some("miltr")));
+        let e = load("[milter]\nstatus_hits = \"three\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        let e = load("[accounts]\nlock_after = 5\nwindow_secs = 0\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(3), Some("accounts.window_secs"))
+        );
+    }
+
+    #[test]
+    fn a_buffer_cap_below_the_size_limit_is_refused_with_its_line() {
+        let text = "[limits]\nmax_message_size = \"10M\"\n\n[milter]\nstatus_hits = 3\n\
+                    max_buffered_bytes = \"5M\"\n";
+        let e = load(text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("milter.max_buffered_bytes"));
+        assert_eq!(e.line, Some(6));
+        assert!(
+            e.to_string().starts_with(
+                "/etc/chaff/chaff.toml:6: field `milter.max_buffered_bytes`: 5242880 bytes is \
+                 less than limits.max_message_size (10485760 bytes)"
+            ),
+            "{e}"
+        );
+        // With the default cap, the size limit is where the conflict is written.
+        let e = load("[limits]\nmax_message_size = \"1G\"\n").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("milter.max_buffered_bytes"));
+        assert_eq!(e.line, Some(2));
+        // Equal is enough; other milter fields are located too.
+        assert!(
+            load("[limits]\nmax_message_size = \"5M\"\n[milter]\nmax_buffered_bytes = \"5M\"\n")
+                .is_ok()
+        );
+        let e = load("[milter]\n\nmax_connections = 0\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(3), Some("milter.max_connections"))
+        );
+    }
+
+    #[test]
+    fn relative_db_follows_the_config_file() {
+        let c = load("[accounts]\ndb = \"locks.redb\"\n").unwrap();
+        assert_eq!(c.accounts.db, Path::new("/etc/chaff/locks.redb"));
+    }
+}

@@ -1,0 +1,20 @@
+//! Training and evaluation for chaff, outside the scanning path.
+//!
+//! The engine (the `chaff` crate) extracts what a learner needs from a message
+//! ([`chaff::Engine::extract`]: the classifier's feature buckets and the keyword
+//! occurrences, read exactly as a scan reads them); this crate turns labelled
+//! messages into a model ([`train`]), corrects a model with one message
+//! ([`learn`]), compares with naive Bayes ([`bayes`]), reads labelled corpora
+//! ([`index`]), and measures accuracy ([`eval`]). Nothing here is linked into a scanner.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod bayes;
+pub mod eval;
+pub mod index;
+pub mod learn;
+pub mod train;
+
+pub use learn::{Learned, learn_message};
+pub use train::{Example, TrainReport, Trainer, prepare};
