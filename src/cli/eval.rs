@@ -29,7 +29,6 @@ pub struct EvalArgs {
     pub indexes: Vec<PathBuf>,
 }
 
-
 /// The figures of one evaluation run.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -93,7 +92,6 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
         ExitCode::SUCCESS
     })
 }
-
 
 /// Prints a report as text or one JSON object.
 pub fn print_report(format: Format, r: &Report) -> Result<(), CliError> {

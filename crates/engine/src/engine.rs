@@ -163,6 +163,12 @@ impl Engine {
         self.classifier.as_ref().map(LiveModel::get)
     }
 
+    /// Why the last reload of the model file failed, if it did (the previous model
+    /// keeps serving; cleared by the next successful reload).
+    pub fn model_reload_error(&self) -> Option<String> {
+        self.classifier.as_ref().and_then(LiveModel::last_error)
+    }
+
     /// Blocks until everything loaded in the background (the jieba dictionary) is
     /// ready, so that the next scan runs at full speed. Scanning without calling
     /// this is fine: the first Chinese hit waits instead.

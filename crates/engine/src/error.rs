@@ -66,9 +66,19 @@ pub enum ModelError {
     /// The checksum does not match: the file is damaged.
     Checksum,
     /// A format version this build cannot read.
-    Version(u32),
+    Version {
+        /// The file's version.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
     /// Weights trained with another tokeniser version.
-    FeaturesVersion(u32),
+    FeaturesVersion {
+        /// The model's tokeniser version.
+        found: u32,
+        /// This build's tokeniser version.
+        supported: u32,
+    },
     /// The header or metadata is inconsistent.
     Invalid(String),
 }
@@ -88,15 +98,13 @@ impl fmt::Display for ModelError {
                 write!(f, "model file is damaged: {have} bytes, expected {want}")
             }
             ModelError::Checksum => write!(f, "model file is damaged (checksum mismatch)"),
-            ModelError::Version(v) => write!(
+            ModelError::Version { found, supported } => write!(
                 f,
-                "model file format version {v} is not supported by this chaff (reads version {})",
-                crate::classify::format::FORMAT_VERSION
+                "model file format version {found} is not supported by this chaff (reads version {supported})"
             ),
-            ModelError::FeaturesVersion(v) => write!(
+            ModelError::FeaturesVersion { found, supported } => write!(
                 f,
-                "model was trained with tokeniser version {v}, this chaff uses version {}: retrain it with `chaff train`",
-                crate::classify::features::FEATURES_VERSION
+                "model was trained with tokeniser version {found}, this chaff uses version {supported}: retrain it with `chaff train`"
             ),
             ModelError::Invalid(m) => write!(f, "model file is invalid: {m}"),
         }

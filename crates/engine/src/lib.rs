@@ -56,7 +56,7 @@ pub mod segment;
 pub mod text;
 
 pub use config::Config;
-pub use engine::{Engine, EngineBuilder};
+pub use engine::{Engine, EngineBuilder, Extracted};
 pub use error::{ConfigError, Error};
 pub use reply::Reply;
 pub use verdict::{Action, Envelope, Hit, Location, Reason, TextSource, TokenWeight, Verdict};

@@ -77,6 +77,7 @@ impl fmt::Display for Action {
 /// Where in the message a piece of text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum TextSource {
     /// The decoded `Subject:` header.
     Subject,

@@ -316,15 +316,19 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
                 // Each network thread's log lines go out when it runs out of work.
                 .on_thread_park(log_batch::flush)
                 .build()
-                .map_err(|e| ServeError::Start(format!("network runtime: {e}")))
+                .map_err(|e| ServeError::Start {
+                    what: "network runtime",
+                    source: e,
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let workers: Vec<_> = runtimes.iter().map(|rt| rt.handle().clone()).collect();
     let (stop_workers, stopped) = watch::channel(false);
     let mut runtimes = runtimes.into_iter();
-    let first = runtimes
-        .next()
-        .ok_or_else(|| ServeError::Start("no network thread".into()))?;
+    let first = runtimes.next().ok_or_else(|| ServeError::Start {
+        what: "network runtime",
+        source: std::io::Error::other("no network thread"),
+    })?;
     let mut others = Vec::with_capacity(threads - 1);
     for (i, rt) in runtimes.enumerate() {
         let mut stopped = stopped.clone();
@@ -340,7 +344,10 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
                 rt.shutdown_timeout(Duration::from_secs(1));
                 log_batch::flush();
             })
-            .map_err(|e| ServeError::Start(format!("network thread: {e}")))?;
+            .map_err(|e| ServeError::Start {
+                what: "network thread",
+                source: e,
+            })?;
         others.push(t);
     }
     let svc = Arc::clone(&service);
@@ -361,7 +368,10 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
             first.shutdown_timeout(Duration::from_secs(1));
             log_batch::flush();
         })
-        .map_err(|e| ServeError::Start(format!("service thread: {e}")))?;
+        .map_err(|e| ServeError::Start {
+            what: "service thread",
+            source: e,
+        })?;
     info!(
         listen = %addr,
         metrics = ?metrics_addr,

@@ -49,8 +49,13 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// Threads or the runtime could not start.
-    #[error("cannot start: {0}")]
-    Start(String),
+    #[error("cannot start the {what}: {source}")]
+    Start {
+        /// What could not start (`scan threads`, `network runtime`, …).
+        what: &'static str,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 /// An engine and the settings it was built with, swapped together on reload.
@@ -121,8 +126,10 @@ impl Service {
         let generation = Generation::build(config)?;
         let store = AccountStore::open(&generation.settings.accounts.db)?;
         let threads = generation.settings.milter.scan_thread_count();
-        let pool =
-            ScanPool::new(threads).map_err(|e| ServeError::Start(format!("scan threads: {e}")))?;
+        let pool = ScanPool::new(threads).map_err(|e| ServeError::Start {
+            what: "scan threads",
+            source: e,
+        })?;
         let budget = Budget::new(generation.settings.milter.max_buffered_bytes);
         Ok(Service {
             budget,

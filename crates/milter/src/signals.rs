@@ -12,11 +12,19 @@ pub(crate) fn wait_for_stop(svc: &Arc<Service>) -> Result<(), ServeError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ServeError::Start(format!("signal runtime: {e}")))?;
+        .map_err(|e| ServeError::Start {
+            what: "signal runtime",
+            source: e,
+        })?;
     let svc = Arc::clone(svc);
     rt.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let start = |k| signal(k).map_err(|e| ServeError::Start(format!("signals: {e}")));
+        let start = |k| {
+            signal(k).map_err(|e| ServeError::Start {
+                what: "signals",
+                source: e,
+            })
+        };
         let mut hup = start(SignalKind::hangup())?;
         let mut term = start(SignalKind::terminate())?;
         let mut int = start(SignalKind::interrupt())?;

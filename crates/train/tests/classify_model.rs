@@ -274,7 +274,17 @@ fn a_running_engine_picks_up_a_replaced_model() {
     }
     let v = scanner.scan(&odd, &env);
 
-    // A broken replacement is not picked up: the last good model keeps serving.
+    assert_eq!(scanner.model_reload_error(), None);
+
+    // A broken replacement is not picked up: the last good model keeps serving,
+    // and the engine says why.
     std::fs::write(&path, b"garbage").expect("write");
     assert_eq!(scanner.scan(&odd, &env), v);
+    let why = scanner
+        .model_reload_error()
+        .expect("the failed reload is reported");
+    assert!(
+        why.contains("live.model") && why.contains("not a chaff model"),
+        "{why}"
+    );
 }

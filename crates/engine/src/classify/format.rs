@@ -92,7 +92,10 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
     }
     let version = u32_at(bytes, 8);
     if version != FORMAT_VERSION {
-        return Err(ModelError::Version(version));
+        return Err(ModelError::Version {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
     }
     let want = u64_at(bytes, 16);
     if have < want {
@@ -113,7 +116,10 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
     let meta: ModelMeta = serde_json::from_slice(&bytes[HEADER..meta_end])
         .map_err(|e| ModelError::Invalid(format!("metadata: {e}")))?;
     if meta.features_version != FEATURES_VERSION {
-        return Err(ModelError::FeaturesVersion(meta.features_version));
+        return Err(ModelError::FeaturesVersion {
+            found: meta.features_version,
+            supported: FEATURES_VERSION,
+        });
     }
     let n = u64::from(u32_at(bytes, meta_end));
     if n > MAX_WEIGHTS || n != 1u64 << meta.features.bits.min(63) {
@@ -245,7 +251,7 @@ mod tests {
         v[8] = 9;
         assert!(matches!(
             from_bytes(&v).unwrap_err(),
-            ModelError::Version(9)
+            ModelError::Version { found: 9, .. }
         ));
         let mut t = b;
         t.push(0);

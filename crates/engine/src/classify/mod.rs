@@ -38,13 +38,14 @@
 //! swaps in a new one when it changed, so `chaff learn` takes effect in a running
 //! scanner without a restart.
 
+#[doc(hidden)]
 pub mod features;
 pub mod format;
 pub mod model;
 
-pub use crate::engine::Extracted;
-pub use crate::score::Found;
-pub use features::{Extractor, FeatureConfig, Field};
+pub use features::FeatureConfig;
+#[doc(hidden)]
+pub use features::{Extractor, Field};
 pub use format::ModelError;
 pub use model::{Classification, Model};
 
@@ -248,7 +249,7 @@ struct Watch {
 
 /// The model a scanner uses, replaced in place when its file changes.
 #[derive(Debug)]
-pub struct LiveModel {
+pub(crate) struct LiveModel {
     path: Option<PathBuf>,
     base: KeywordSet,
     current: RwLock<Arc<Loaded>>,
@@ -291,11 +292,6 @@ impl LiveModel {
             }),
             interval: Duration::MAX,
         }
-    }
-
-    /// The file this model was loaded from, if any.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
     }
 
     /// The current model. At most once per reload interval, one caller checks
@@ -341,6 +337,7 @@ thread_local! {
     static EXTRACTOR: RefCell<Option<Extractor>> = const { RefCell::new(None) };
 }
 
+#[doc(hidden)]
 /// Runs `f` with this thread's extractor for `cfg` (made on first use, or when the
 /// settings change), cleared for a new message.
 pub fn with_extractor<R>(cfg: &FeatureConfig, f: impl FnOnce(&mut Extractor) -> R) -> R {
@@ -355,6 +352,7 @@ pub fn with_extractor<R>(cfg: &FeatureConfig, f: impl FnOnce(&mut Extractor) -> 
     })
 }
 
+#[doc(hidden)]
 /// Feeds the header features of a message (raw header block and `From:` address).
 pub fn add_headers(ex: &mut Extractor, raw: &[u8], from: Option<&str>) {
     ex.add_raw_headers(&raw[..crate::text::header_end(raw).0]);
