@@ -147,7 +147,9 @@ impl ConfigFile {
         let mut table = doc.get_ref();
         let mut best = None;
         for part in field.split('.') {
-            let (key, value) = table.get_key_value(part)?;
+            let Some((key, value)) = table.get_key_value(part) else {
+                return best;
+            };
             best = Some(key.span());
             match value.get_ref() {
                 toml::de::DeValue::Table(t) => table = t,
@@ -722,6 +724,52 @@ mod tests {
 
         let e = parse("[limits]\nmax_message_size = \"lots\"\n").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("limits.max_message_size"));
+    }
+
+    #[test]
+    fn replies_may_span_lines_and_unknown_tables_are_left_to_their_readers() {
+        let cfg = parse(
+            "[replies]\nreject = \"557 5.7.1 first\\n557 5.7.1 second\"\n[milter]\nlisten = \"x\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.reject_reply, "557-5.7.1 first\r\n557 5.7.1 second");
+        let file = ConfigFile::from_toml("[milter]\nx = 1\n", Path::new("c.toml")).unwrap();
+        let e = file.check_tables(&[TABLES]).unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(1), Some("milter")));
+        assert!(file.check_tables(&[TABLES, &["milter"]]).is_ok());
+    }
+
+    #[test]
+    fn errors_locate_nested_fields_and_on_error_is_checked() {
+        let file = ConfigFile::from_toml(
+            "[classifier]\nrate = 1\n\n[scoring.category_caps]\nadult = 4\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(file.error("scoring.category_caps.adult", "x").line, Some(5));
+        assert_eq!(file.error("classifier.bits", "x").line, Some(1));
+        assert_eq!(file.error("nowhere.at_all", "x").line, None);
+        assert!(file.has("classifier.rate") && !file.has("classifier.bits"));
+        let e = parse("[classifier]\nbits = 40\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(2), Some("classifier.bits"))
+        );
+        let e = parse("[limits]\non_error = \"bounce\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(2), Some("limits.on_error"))
+        );
+        assert_eq!(
+            parse("[limits]\non_error = \"reject\"\n").unwrap().on_error,
+            Action::Reject
+        );
+    }
+
+    #[test]
+    fn threads_zero_means_one_per_cpu() {
+        assert!(threads(0) >= 1);
+        assert_eq!(threads(3), 3);
     }
 
     #[test]

@@ -203,6 +203,10 @@ impl Engine {
     }
 
     fn scan_unguarded(&self, raw: &[u8], envelope: &Envelope) -> Verdict {
+        #[cfg(test)]
+        if tests::PANIC_IN_SCAN.with(std::cell::Cell::get) {
+            panic!("injected failure");
+        }
         if let Some((action, reply, reason)) = route::pre_scan(&self.config, envelope, raw.len()) {
             return Verdict {
                 action,
@@ -400,8 +404,46 @@ mod tests {
     use super::*;
     use crate::verdict::Action;
 
+    thread_local! {
+        pub(super) static PANIC_IN_SCAN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     fn engine() -> Engine {
         Engine::new(&Config::default()).unwrap()
+    }
+
+    #[test]
+    fn a_failed_scan_gets_the_on_error_action_and_says_why() {
+        let spam = "Subject: x\r\n\r\n代开发票，优惠特价，免费咨询！\r\n".as_bytes();
+        for on_error in [Action::Deliver, Action::Quarantine, Action::Reject] {
+            let engine = Engine::builder()
+                .config(Config {
+                    on_error,
+                    ..Config::default()
+                })
+                .build()
+                .unwrap();
+            PANIC_IN_SCAN.with(|p| p.set(true));
+            let v = engine.scan(spam, &Envelope::default());
+            PANIC_IN_SCAN.with(|p| p.set(false));
+            assert_eq!(v.action, on_error);
+            assert_eq!(
+                v.reason,
+                crate::Reason::Failed {
+                    error: "injected failure".into()
+                }
+            );
+            assert_eq!(v.reply.is_some(), on_error == Action::Reject);
+            assert!(v.reason.to_string().contains("injected failure"));
+            // The next scan on the same thread is a normal one.
+            assert!(engine.scan(spam, &Envelope::default()).score > 0.0);
+        }
+    }
+
+    #[test]
+    fn a_foreground_build_is_ready_when_it_returns() {
+        let engine = Engine::builder().load_in_background(false).build().unwrap();
+        assert!(format!("{:?}", engine.segmenter).contains("ready: true"));
     }
 
     #[test]
