@@ -30,11 +30,11 @@
 //!
 //! **Combination**: the final score is keyword points + classifier points, where the
 //! trained model carries keyword weights and a calibration fitted together
-//! ([`train`]), scaled so that the default `[thresholds]` are the trained
+//! (the `chaff-train` crate), scaled so that the default `[thresholds]` are the trained
 //! quarantine and reject points for the target false-positive rates (see
-//! [`train`] for how the weights, combination and thresholds are fitted).
+//! `chaff_train::train` for how the weights, combination and thresholds are fitted).
 //!
-//! **Live updates**: [`LiveModel`] checks the model file at most once a second and
+//! **Live updates**: the engine's model (`LiveModel`) checks the model file at most once a second and
 //! swaps in a new one when it changed, so `chaff learn` takes effect in a running
 //! scanner without a restart.
 
