@@ -14,22 +14,43 @@ fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory cargo put `libchaff.a` and `libchaff.so` in: `target/<profile>`,
-/// the parent of this test's `deps` directory.
+/// The directory holding a fresh `libchaff.a` and `libchaff.so`: `target/<profile>`,
+/// the parent of this test's `deps` directory. Nothing in the workspace links the C
+/// ABI's library, so `cargo test` does not build it: it is built here, with the
+/// same cargo, profile and target directory (a no-op when it is up to date), so the
+/// programs are never linked against a stale library.
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe
-        .ancestors()
-        .skip(1)
-        .find(|d| d.join("libchaff.a").is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no libchaff.a in any parent directory of {}: build with \
-                 `cargo test -p chaff-capi`",
-                exe.display()
-            )
-        });
-    dir.to_path_buf()
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from target/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("target/<profile>");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => panic!("no profile directory above {}", exe.display()),
+    };
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-p",
+            "chaff-capi",
+            "--profile",
+            profile,
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(crate_dir())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build -p chaff-capi failed");
+    assert!(
+        profile_dir.join("libchaff.a").is_file() && profile_dir.join("libchaff.so").is_file(),
+        "no libchaff.a and libchaff.so in {}",
+        profile_dir.display()
+    );
+    profile_dir.to_path_buf()
 }
 
 /// The compiled C programs, built once for every test.
