@@ -356,9 +356,10 @@ pub fn status_value(v: &Verdict, hits: usize, tokens: usize) -> String {
         Reason::Score { quarantine, reject } => {
             let _ = write!(s, " thresholds={quarantine:.2}/{reject:.2}");
         }
-        Reason::AllowListed { entry } => {
+        Reason::AllowListed { entry, proof } => {
             s.push_str(" allow=");
             header_word(entry, &mut s);
+            let _ = write!(s, " proof={proof}");
         }
         Reason::BlockListed { entry } => {
             s.push_str(" block=");
