@@ -211,6 +211,23 @@ fn check_config_warns_of_unverified_allow_entries() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("warning"), "{err}");
+    // Without authserv_id or a network, nothing can prove the sender.
+    std::fs::write(
+        &file,
+        "[senders]\nallow = [\"ceo@example.com\", \"b.test from 192.0.2.1\"]\n",
+    )
+    .unwrap();
+    let out = run(chaff().arg("check-config").arg(&file));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("warning: {}:2", file.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("ceo@example.com never applies") && !err.contains("b.test"),
+        "{err}"
+    );
     std::fs::write(
         &file,
         "[senders]\nallow = [\"ceo@example.com\"]\n\nallow_unverified = true\n",

@@ -37,10 +37,27 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Settings that are valid but risky, each located like an error
+/// Settings that are valid but risky or useless, each located like an error
 /// (`FILE:LINE: field `senders.allow_unverified`: …`).
 fn warnings(file: &Path, config: &Config) -> Result<Vec<ConfigError>, CliError> {
     let mut out = Vec::new();
+    let unprovable: Vec<&str> = config
+        .allow
+        .iter()
+        .filter(|e| e.networks.is_empty())
+        .map(|e| e.pattern.as_str())
+        .collect();
+    if !config.allow_unverified && config.authserv_ids.is_empty() && !unprovable.is_empty() {
+        let f = ConfigFile::load(file)?;
+        out.push(f.error(
+            "senders.allow",
+            format!(
+                "{} never applies: it lists no network and no `authserv_id` is set, \
+                 so nothing can prove the sender",
+                unprovable.join(", ")
+            ),
+        ));
+    }
     if config.allow_unverified {
         let f = ConfigFile::load(file)?;
         out.push(f.error(
