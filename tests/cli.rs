@@ -199,6 +199,66 @@ fn check_config_names_file_line_and_field() {
 }
 
 #[test]
+fn check_config_warns_of_unverified_allow_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("allow.toml");
+    std::fs::write(
+        &file,
+        "[senders]\nallow = [\"ceo@example.com\"]\nauthserv_id = \"mx.site.test\"\n",
+    )
+    .unwrap();
+    let out = run(chaff().arg("check-config").arg(&file));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("warning"), "{err}");
+    // Without authserv_id or a network, nothing can prove the sender.
+    std::fs::write(
+        &file,
+        "[senders]\nallow = [\"ceo@example.com\", \"b.test from 192.0.2.1\"]\n",
+    )
+    .unwrap();
+    let out = run(chaff().arg("check-config").arg(&file));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("warning: {}:2", file.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("ceo@example.com never applies") && !err.contains("b.test"),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        "[senders]\nallow = [\"ceo@example.com\"]\n\nallow_unverified = true\n",
+    )
+    .unwrap();
+    let out = run(chaff().arg("check-config").arg(&file));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("warning: {}:4", file.display())),
+        "{err}"
+    );
+    assert!(err.contains("senders.allow_unverified"), "{err}");
+    assert!(err.contains("forge"), "{err}");
+    // A bad network is refused with its line and field.
+    std::fs::write(
+        &file,
+        "[senders]\nallow = [\n  \"ceo@example.com from 203.0.113.0/24\",\n  \"x@example.com from 10.0.0/8\",\n]\n",
+    )
+    .unwrap();
+    let out = run(chaff().arg("check-config").arg(&file));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:4", file.display())), "{err}");
+    assert!(
+        err.contains("senders.allow") && err.contains("10.0.0/8"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_documented_example_config_is_valid() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaff.toml");
     let out = run(chaff().arg("check-config").arg(&example));

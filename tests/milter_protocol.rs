@@ -201,6 +201,51 @@ fn an_account_that_keeps_sending_spam_is_locked_until_unlocked() {
     h.shutdown();
 }
 
+/// Issue 14: an allow entry trusts no forged envelope sender, and an account
+/// claiming an allowed sender is counted and locked as any other.
+#[test]
+fn allowed_senders_need_proof_and_accounts_are_judged_by_themselves() {
+    let mut f = fixture();
+    f.config.engine.allow = vec![chaff::config::AllowEntry::parse("sender@example.com").unwrap()];
+    f.config.engine.authserv_ids = vec!["mx.site.test".into()];
+    let h = start(&f.config);
+    let signed = |id: &str| {
+        format!("Authentication-Results: {id};\r\n\tdkim=pass header.d=example.com\r\n{SPAM}")
+    };
+
+    // A forged MAIL FROM:<sender@example.com>, or a header from outside: spam.
+    assert_eq!(send(h.addr(), None, SPAM).action(), "reject");
+    let foreign = send(h.addr(), None, &signed("mx.attacker.test"));
+    assert_eq!(foreign.action(), "reject");
+    // The site's MTA vouches for it: scanned, delivered, the status says why.
+    let proven = send(h.addr(), None, &signed("mx.site.test"));
+    assert_eq!(proven.action(), "deliver", "{proven:?}");
+    let status = proven.header("X-Spam-Status").expect("status header");
+    let status = status.replace("\n ", " ");
+    assert!(status.starts_with("No, score="), "{status}");
+    assert!(
+        status.contains("allow=sender@example.com proof=dkim"),
+        "{status}"
+    );
+    let score: f64 = proven.header("X-Spam-Score").unwrap().parse().unwrap();
+    assert!(score >= f.config.engine.thresholds.reject, "{score}");
+
+    // An authenticated account claiming the allowed sender is judged by itself.
+    for i in 0..3 {
+        let a = send(h.addr(), Some("mallory"), &signed("mx.site.test"));
+        assert_eq!(a.action(), "reject", "spam {i}");
+    }
+    let a = send(h.addr(), Some("mallory"), HAM);
+    assert_eq!(
+        a.reply().as_deref(),
+        Some("557 5.7.1 forbid to send spam mail")
+    );
+    let locks = h.service().store().unwrap().list().unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].0, "mallory");
+    h.shutdown();
+}
+
 #[test]
 fn oversize_mail_gets_552_at_the_chunk_that_crosses_the_limit() {
     let mut f = fixture();

@@ -1,7 +1,9 @@
 //! `chaff check-config FILE`: validate a configuration before deploying it.
 
 use super::CliError;
-use chaff::Engine;
+use chaff::config::ConfigFile;
+use chaff::{Config, ConfigError, Engine};
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,6 +20,9 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     // store), and no table that nothing reads.
     let config = chaff_milter::ServiceConfig::load(&args.file)?.engine;
     let engine = Engine::new(&config)?;
+    for warning in warnings(&args.file, &config)? {
+        eprintln!("warning: {warning}");
+    }
     let kw = engine.keywords();
     println!(
         "{}: ok — {} keywords in {} categories ({}); quarantine at {}, reject at {} with `{}`",
@@ -30,4 +35,36 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
         config.reject_reply
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Settings that are valid but risky or useless, each located like an error
+/// (`FILE:LINE: field `senders.allow_unverified`: …`).
+fn warnings(file: &Path, config: &Config) -> Result<Vec<ConfigError>, CliError> {
+    let mut out = Vec::new();
+    let unprovable: Vec<&str> = config
+        .allow
+        .iter()
+        .filter(|e| e.networks.is_empty())
+        .map(|e| e.pattern.as_str())
+        .collect();
+    if !config.allow_unverified && config.authserv_ids.is_empty() && !unprovable.is_empty() {
+        let f = ConfigFile::load(file)?;
+        out.push(f.error(
+            "senders.allow",
+            format!(
+                "{} never applies: it lists no network and no `authserv_id` is set, \
+                 so nothing can prove the sender",
+                unprovable.join(", ")
+            ),
+        ));
+    }
+    if config.allow_unverified {
+        let f = ConfigFile::load(file)?;
+        out.push(f.error(
+            "senders.allow_unverified",
+            "allow entries match the envelope sender alone, which anyone can forge: \
+             mail claiming an allowed sender is never refused",
+        ));
+    }
+    Ok(out)
 }

@@ -208,8 +208,8 @@ struct chaff_verdict *chaff_scan(const struct chaff_engine *engine, const uint8_
 int chaff_verdict_action(const struct chaff_verdict *verdict);
 
 /**
- * The verdict's score (0 when none was computed, e.g. an allow-listed sender);
- * NaN for `NULL`.
+ * The verdict's score (0 when none was computed: a block-listed or oversize
+ * message); NaN for `NULL`.
  *
  * # Safety
  *

@@ -412,8 +412,8 @@ pub unsafe extern "C" fn chaff_verdict_action(verdict: *const chaff_verdict) -> 
     }
 }
 
-/// The verdict's score (0 when none was computed, e.g. an allow-listed sender);
-/// NaN for `NULL`.
+/// The verdict's score (0 when none was computed: a block-listed or oversize
+/// message); NaN for `NULL`.
 ///
 /// # Safety
 ///
@@ -679,7 +679,7 @@ mod tests {
         let f = config_file(
             "[thresholds]\nquarantine = 100.0\nreject = 200.0\n\
              [outbound]\nquarantine = 1.0\nreject = 2.0\n\
-             [senders]\nblock = [\"spam.test\"]\nallow = [\"friend.test\"]\n",
+             [senders]\nblock = [\"spam.test\"]\nallow = [\"friend.test from 192.0.2.0/24\"]\n",
         );
         let engine = engine_from(f.path().to_str()).unwrap();
         let raw = "Subject: x\r\n\r\n免费咨询，代开发票\r\n";
@@ -699,7 +699,12 @@ mod tests {
             chaff_envelope_set_sender(env, c"x@spam.test".as_ptr());
             assert_eq!(scan(env)["reason"]["kind"], "block_listed");
             chaff_envelope_set_sender(env, c"x@friend.test".as_ptr());
+            // An allow entry needs its proof: here the client's network.
+            assert_eq!(scan(env)["reason"]["kind"], "score");
+            chaff_envelope_set_client_ip(env, c"192.0.2.1".as_ptr());
             assert_eq!(scan(env)["reason"]["kind"], "allow_listed");
+            assert_eq!(scan(env)["reason"]["proof"], "network");
+            chaff_envelope_set_client_ip(env, ptr::null());
             chaff_envelope_set_sender(env, ptr::null());
             assert!((*env).envelope.sender.is_none());
             chaff_envelope_set_auth_user(env, c"alice".as_ptr());

@@ -12,6 +12,7 @@ use crate::verdict::Action;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -238,8 +239,16 @@ pub struct Config {
     /// The action when a scan fails (a bug): `[limits] on_error`, deliver by
     /// default (a filter fault should not stop mail).
     pub on_error: Action,
-    /// Senders always delivered.
-    pub allow: Vec<SenderPattern>,
+    /// Senders never refused (still scanned), when proven: `[senders] allow`.
+    /// Inbound mail only; see [`AllowEntry`].
+    pub allow: Vec<AllowEntry>,
+    /// The authserv-ids the site's own MTA writes in `Authentication-Results`
+    /// headers (`[senders] authserv_id`); only those headers are read as proof for
+    /// the allow list. None by default: no header is trusted.
+    pub authserv_ids: Vec<String>,
+    /// `[senders] allow_unverified`: an allow entry applies on the envelope sender
+    /// alone, without proof (forgeable; off by default).
+    pub allow_unverified: bool,
     /// Senders always rejected.
     pub block: Vec<SenderPattern>,
     /// Keyword list sources.
@@ -274,6 +283,8 @@ impl Default for Config {
             max_message_size: 25 * 1024 * 1024,
             on_error: Action::Deliver,
             allow: Vec::new(),
+            authserv_ids: Vec::new(),
+            allow_unverified: false,
             block: Vec::new(),
             keywords: KeywordSources::default(),
             scoring: ScoringConfig::default(),
@@ -376,17 +387,38 @@ impl Config {
             }
         }
         if let Some(senders) = &file.senders {
-            for (list, out, name) in [
-                (&senders.allow, &mut cfg.allow, "senders.allow"),
-                (&senders.block, &mut cfg.block, "senders.block"),
-            ] {
-                for entry in list {
-                    out.push(
-                        SenderPattern::parse(entry.get_ref())
-                            .map_err(|m| err(Some(entry.span()), Some(name), m))?,
-                    );
+            for entry in &senders.allow {
+                cfg.allow.push(
+                    AllowEntry::parse(entry.get_ref())
+                        .map_err(|m| err(Some(entry.span()), Some("senders.allow"), m))?,
+                );
+            }
+            for entry in &senders.block {
+                cfg.block.push(
+                    SenderPattern::parse(entry.get_ref())
+                        .map_err(|m| err(Some(entry.span()), Some("senders.block"), m))?,
+                );
+            }
+            if let Some(ids) = &senders.authserv_id {
+                let list = match ids.get_ref() {
+                    OneOrMany::One(id) => vec![id.clone()],
+                    OneOrMany::Many(ids) => ids.clone(),
+                };
+                for id in list {
+                    let id = id.trim();
+                    if id.is_empty() || id.contains(char::is_whitespace) {
+                        return Err(err(
+                            Some(ids.span()),
+                            Some("senders.authserv_id"),
+                            format!(
+                                "`{id}` is not an authserv-id (one word, e.g. the MTA's host name)"
+                            ),
+                        ));
+                    }
+                    cfg.authserv_ids.push(id.to_string());
                 }
             }
+            cfg.allow_unverified = senders.allow_unverified.unwrap_or(false);
         }
         if let Some(k) = file.keywords {
             if let Some(e) = k.embedded {
@@ -535,6 +567,11 @@ impl SenderPattern {
         &self.text
     }
 
+    /// Is this entry one exact address (no wildcard)?
+    pub fn is_exact_address(&self) -> bool {
+        self.kind == PatternKind::Address
+    }
+
     /// Does this entry match the sender address?
     pub fn matches(&self, sender: &str) -> bool {
         let sender = sender.trim().trim_matches(['<', '>']).to_ascii_lowercase();
@@ -549,6 +586,102 @@ impl SenderPattern {
             }
             PatternKind::Wildcard => wildcard(self.text.as_bytes(), sender.as_bytes()),
         }
+    }
+}
+
+/// An allow-list entry: `PATTERN` or `PATTERN from NET[, NET...]`, where PATTERN
+/// is a [`SenderPattern`] and NET an IPv4 or IPv6 address or network
+/// (`203.0.113.0/24`, `2001:db8::/32`).
+///
+/// It applies to inbound mail whose envelope sender matches PATTERN when one
+/// proof holds: the client is in one of the networks; a trusted
+/// `Authentication-Results` header (see [`Config::authserv_ids`]) reports a DKIM,
+/// SPF or DMARC pass for the sender's domain; or `allow_unverified` is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowEntry {
+    /// The sender pattern.
+    pub pattern: SenderPattern,
+    /// The client networks listed after `from` (none: proof must come from
+    /// `Authentication-Results`).
+    pub networks: Vec<Network>,
+}
+
+impl AllowEntry {
+    /// Parses one entry.
+    pub fn parse(entry: &str) -> Result<AllowEntry, String> {
+        let trimmed = entry.trim();
+        let (pattern, nets) = match trimmed.split_once(char::is_whitespace) {
+            Some((p, rest)) => {
+                let rest = rest.trim_start();
+                let nets = rest
+                    .strip_prefix("from")
+                    .filter(|n| n.starts_with(char::is_whitespace))
+                    .ok_or_else(|| {
+                        format!("`{entry}` is not `PATTERN` or `PATTERN from NETWORK, ...`")
+                    })?;
+                (p, Some(nets))
+            }
+            None => (trimmed, None),
+        };
+        let pattern = SenderPattern::parse(pattern)?;
+        let mut networks = Vec::new();
+        if let Some(nets) = nets {
+            for net in nets.split(',') {
+                networks.push(Network::parse(net.trim())?);
+            }
+        }
+        Ok(AllowEntry { pattern, networks })
+    }
+}
+
+/// An IPv4 or IPv6 network: an address with a prefix length (`203.0.113.0/24`),
+/// or one address (`/32` or `/128` implied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// Parses `ADDRESS` or `ADDRESS/PREFIX`.
+    pub fn parse(text: &str) -> Result<Network, String> {
+        let bad = || format!("`{text}` is not an IP address or network (203.0.113.0/24)");
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(bad()),
+            },
+        };
+        Ok(Network { addr, prefix })
+    }
+
+    /// Is the address inside this network? An IPv4-mapped IPv6 address
+    /// (`::ffff:203.0.113.5`) counts as the IPv4 address.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let bits = |a: IpAddr| match a.to_canonical() {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, true),
+            IpAddr::V6(v6) => (u128::from(v6), false),
+        };
+        let ((net, net_v4), (ip, ip_v4)) = (bits(self.addr), bits(addr));
+        if net_v4 != ip_v4 {
+            return false;
+        }
+        let len = u32::from(self.prefix);
+        let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+        net & mask == ip & mask
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
@@ -626,8 +759,17 @@ enum SizeValue {
 struct FileSenders {
     #[serde(default)]
     allow: Vec<Spanned<String>>,
+    authserv_id: Option<Spanned<OneOrMany>>,
+    allow_unverified: Option<bool>,
     #[serde(default)]
     block: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -722,6 +864,24 @@ mod tests {
             (Some(3), Some("senders.allow"))
         );
 
+        let e = parse("[senders]\nallow = [\n\"ok@example.com from 192.0.2.0/24\",\n\"ceo@example.com from 203.0.113.0/33\"]\n")
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(4), Some("senders.allow"))
+        );
+        assert!(e.message.contains("203.0.113.0/33"), "{}", e.message);
+        let e = parse("[senders]\nallow = [\"ceo@example.com via 192.0.2.1\"]\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(2), Some("senders.allow"))
+        );
+        let e = parse("[senders]\n\nauthserv_id = [\"mx ok\"]\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(3), Some("senders.authserv_id"))
+        );
+
         let e = parse("[limits]\nmax_message_size = \"lots\"\n").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("limits.max_message_size"));
     }
@@ -785,5 +945,54 @@ mod tests {
         assert!(!p("news-*@example.org").matches("info@example.org"));
         assert!(p("a?c@x").matches("abc@x"));
         assert!(SenderPattern::parse("two words").is_err());
+    }
+
+    #[test]
+    fn allow_entries_networks_and_proof_settings() {
+        let cfg = parse(
+            "[senders]\nallow = [\"ceo@example.com from 203.0.113.0/24, 2001:db8::/32 ,192.0.2.7\", \
+             \"example.org\"]\nauthserv_id = \"MX.example.net\"\nallow_unverified = true\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.allow.len(), 2);
+        let nets: Vec<_> = cfg.allow[0]
+            .networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["203.0.113.0/24", "2001:db8::/32", "192.0.2.7/32"]);
+        assert!(cfg.allow[1].networks.is_empty());
+        assert_eq!(cfg.authserv_ids, ["MX.example.net"]);
+        assert!(cfg.allow_unverified);
+        let cfg = parse("[senders]\nauthserv_id = [\"a.test\", \"b.test\"]\n").unwrap();
+        assert_eq!(cfg.authserv_ids, ["a.test", "b.test"]);
+        assert!(!cfg.allow_unverified);
+        for bad in [
+            "x@y from",
+            "x@y from 300.1.1.1",
+            "x@y from 10.0.0.0/",
+            "x@y from ::1/129",
+            "x@y from 10.0.0.1,",
+            "x@y to 10.0.0.1",
+        ] {
+            assert!(AllowEntry::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn networks_contain_their_addresses() {
+        let n = |s: &str| Network::parse(s).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(n("203.0.113.0/24").contains(ip("203.0.113.200")));
+        assert!(!n("203.0.113.0/24").contains(ip("203.0.114.1")));
+        assert!(n("203.0.113.0/24").contains(ip("::ffff:203.0.113.9")));
+        assert!(!n("203.0.113.0/24").contains(ip("2001:db8::1")));
+        assert!(n("192.0.2.7").contains(ip("192.0.2.7")));
+        assert!(!n("192.0.2.7").contains(ip("192.0.2.8")));
+        assert!(n("0.0.0.0/0").contains(ip("198.51.100.1")));
+        assert!(n("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
+        assert!(!n("2001:db8::/32").contains(ip("2001:db9::1")));
+        assert!(!n("2001:db8::/32").contains(ip("10.0.0.1")));
+        assert!(n("::/0").contains(ip("::1")));
     }
 }

@@ -191,10 +191,13 @@ impl Engine {
     /// and should a stage panic all the same (a bug), the verdict is the configured
     /// `[limits] on_error` action with [`Reason::Failed`](crate::Reason::Failed).
     ///
-    /// The stages run in this order: route's pre-scan (size, sender lists), parse,
-    /// decode, then per text normalise → match → segment (fused per occurrence),
-    /// with the classifier's features taken from the same normalised text, then
-    /// score and route.
+    /// The stages run in this order: route's pre-scan (size, then the block list
+    /// and whether a proven allow entry applies, read from the envelope and the
+    /// header block's trusted `Authentication-Results`), parse, decode, then per
+    /// text normalise → match → segment (fused per occurrence), with the
+    /// classifier's features taken from the same normalised text, then score and
+    /// route (where a proven allow entry delivers whatever the score: allowed mail
+    /// is scanned all the same, so its verdict shows the score and hits).
     pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Verdict {
         match catch_unwind(AssertUnwindSafe(|| self.scan_unguarded(raw, envelope))) {
             Ok(v) => v,
@@ -207,16 +210,19 @@ impl Engine {
         if tests::PANIC_IN_SCAN.with(std::cell::Cell::get) {
             panic!("injected failure");
         }
-        if let Some((action, reply, reason)) = route::pre_scan(&self.config, envelope, raw.len()) {
-            return Verdict {
-                action,
-                score: 0.0,
-                reply,
-                reason,
-                hits: Vec::new(),
-                tokens: Vec::new(),
-            };
-        }
+        let allowed = match route::pre_scan(&self.config, envelope, raw) {
+            route::PreScan::Decided(action, reply, reason) => {
+                return Verdict {
+                    action,
+                    score: 0.0,
+                    reply,
+                    reason,
+                    hits: Vec::new(),
+                    tokens: Vec::new(),
+                };
+            }
+            route::PreScan::Scan(allowed) => allowed,
+        };
         let loaded = self.model();
         let (found, classification) = match &loaded {
             None => (self.find(&self.decode(raw)), None),
@@ -242,7 +248,7 @@ impl Engine {
             tokens.truncate(n);
             tokens.extend(ham);
         }
-        let (action, reply, reason) = route::route(&self.config, envelope, score);
+        let (action, reply, reason) = route::route(&self.config, envelope, score, allowed.as_ref());
         Verdict {
             action,
             score,
@@ -478,6 +484,119 @@ mod tests {
                 .all(|h| h.keyword != "电影" && h.keyword != "基金"),
             "{v:?}"
         );
+    }
+
+    /// Issue 14: an allow entry must not trust a forged envelope sender.
+    fn allow_engine(senders: &str) -> Engine {
+        let text = format!("[thresholds]\nquarantine = 4\nreject = 8\n[senders]\n{senders}");
+        let cfg = Config::from_toml(&text, std::path::Path::new("chaff.toml")).unwrap();
+        Engine::new(&cfg).unwrap()
+    }
+
+    const SPAM: &str = "Subject: x\r\n\r\n代开发票，优惠特价，免费咨询，赚钱发财！\r\n";
+
+    fn sender(addr: &str, ip: &str, auth: Option<&str>) -> Envelope {
+        Envelope {
+            sender: Some(addr.into()),
+            client_addr: Some(ip.parse().unwrap()),
+            auth_user: auth.map(str::to_string),
+            ..Envelope::default()
+        }
+    }
+
+    #[test]
+    fn a_forged_allowed_sender_is_scanned_and_refused() {
+        let engine = allow_engine("allow = [\"ceo@example.com\"]\n");
+        let v = engine.scan(
+            SPAM.as_bytes(),
+            &sender("ceo@example.com", "198.51.100.7", None),
+        );
+        assert_eq!(v.action, Action::Reject, "{v:?}");
+        assert!(matches!(v.reason, crate::Reason::Score { .. }), "{v:?}");
+        assert!(v.score > 0.0);
+    }
+
+    #[test]
+    fn a_proven_allowed_sender_is_scanned_and_delivered() {
+        let engine = allow_engine(
+            "allow = [\"ceo@example.com\", \"example.org from 203.0.113.0/24\"]\n\
+             authserv_id = \"mx.site.test\"\n",
+        );
+        let ceo = sender("ceo@example.com", "198.51.100.7", None);
+        let signed = |id: &str| {
+            format!("Authentication-Results: {id};\r\n dkim=pass header.d=example.com\r\n{SPAM}")
+        };
+        let v = engine.scan(signed("mx.site.test").as_bytes(), &ceo);
+        assert_eq!((v.action, &v.reply), (Action::Deliver, &None), "{v:?}");
+        assert_eq!(
+            v.reason,
+            crate::Reason::AllowListed {
+                entry: "ceo@example.com".into(),
+                proof: crate::AllowProof::Dkim
+            }
+        );
+        assert!(v.score >= 8.0 && !v.hits.is_empty(), "{v:?}");
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["reason"]["kind"], "allow_listed");
+        assert_eq!(json["reason"]["proof"], "dkim");
+        assert!(v.reason.to_string().contains("(proof: dkim)"));
+        // Written by someone else's server: ignored.
+        let v = engine.scan(signed("mx.attacker.test").as_bytes(), &ceo);
+        assert_eq!(v.action, Action::Reject, "{v:?}");
+        // From a listed network.
+        let v = engine.scan(
+            SPAM.as_bytes(),
+            &sender("news@example.org", "203.0.113.9", None),
+        );
+        assert_eq!(v.action, Action::Deliver, "{v:?}");
+        assert!(v.score > 0.0);
+        assert_eq!(
+            v.reason,
+            crate::Reason::AllowListed {
+                entry: "example.org".into(),
+                proof: crate::AllowProof::Network
+            }
+        );
+        let v = engine.scan(
+            SPAM.as_bytes(),
+            &sender("news@example.org", "198.51.100.9", None),
+        );
+        assert_eq!(v.action, Action::Reject, "{v:?}");
+    }
+
+    #[test]
+    fn an_authenticated_sender_is_judged_by_its_account() {
+        let engine = allow_engine(
+            "allow = [\"ceo@example.com from 0.0.0.0/0\"]\nallow_unverified = true\n\
+             authserv_id = \"mx.site.test\"\n",
+        );
+        let raw = format!(
+            "Authentication-Results: mx.site.test; dkim=pass header.d=example.com\r\n{SPAM}"
+        );
+        let v = engine.scan(
+            raw.as_bytes(),
+            &sender("ceo@example.com", "192.0.2.1", Some("mallory")),
+        );
+        assert_eq!(v.action, Action::Reject, "{v:?}");
+        assert!(matches!(v.reason, crate::Reason::Score { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn allow_unverified_trusts_the_envelope_sender() {
+        let engine = allow_engine("allow = [\"ceo@example.com\"]\nallow_unverified = true\n");
+        let v = engine.scan(
+            SPAM.as_bytes(),
+            &sender("ceo@example.com", "198.51.100.7", None),
+        );
+        assert_eq!(v.action, Action::Deliver, "{v:?}");
+        assert_eq!(
+            v.reason,
+            crate::Reason::AllowListed {
+                entry: "ceo@example.com".into(),
+                proof: crate::AllowProof::Unverified
+            }
+        );
+        assert!(v.score > 0.0);
     }
 
     #[test]

@@ -39,6 +39,8 @@ mod verdict;
 // The stages, in the order a scan runs them. Public only for the benchmarks, the
 // fuzz targets and the trainer; not part of the supported API.
 #[doc(hidden)]
+pub mod auth_results;
+#[doc(hidden)]
 pub mod decode;
 #[doc(hidden)]
 pub mod matching;
@@ -59,4 +61,6 @@ pub use config::Config;
 pub use engine::{Engine, EngineBuilder, Extracted};
 pub use error::{ConfigError, Error};
 pub use reply::Reply;
-pub use verdict::{Action, Envelope, Hit, Location, Reason, TextSource, TokenWeight, Verdict};
+pub use verdict::{
+    Action, AllowProof, Envelope, Hit, Location, Reason, TextSource, TokenWeight, Verdict,
+};

@@ -12,8 +12,10 @@ use std::net::IpAddr;
 /// The SMTP envelope of a message: who sends it, to whom, and how they logged in.
 ///
 /// Everything is optional: the offline CLI knows none of it, a milter knows all of
-/// it. Allow and block lists are checked against `sender`; an `auth_user` marks the
-/// message as outbound (sent by one of the site's own accounts).
+/// it. The block list is checked against `sender`; the allow list against `sender`
+/// with proof (`client_addr`, trusted `Authentication-Results` headers), for
+/// inbound mail only. An `auth_user` marks the message as outbound (sent by one of
+/// the site's own accounts), judged by its account whatever sender it claims.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Envelope {
     /// The `MAIL FROM` address, without angle brackets. `None` or empty for bounces.
@@ -131,10 +133,13 @@ pub enum Reason {
         /// The reject (auto-delete) threshold in force.
         reject: f64,
     },
-    /// The sender matched an allow-list entry.
+    /// The sender matched an allow-list entry and proved it: the message was
+    /// scanned (its score and hits are real) but is never refused.
     AllowListed {
-        /// The entry that matched.
+        /// The entry's sender pattern that matched.
         entry: String,
+        /// What proved the sender.
+        proof: AllowProof,
     },
     /// The sender matched a block-list entry.
     BlockListed {
@@ -165,13 +170,54 @@ impl fmt::Display for Reason {
                     "score against thresholds quarantine {quarantine}, reject {reject}"
                 )
             }
-            Reason::AllowListed { entry } => write!(f, "sender allow-listed by `{entry}`"),
+            Reason::AllowListed { entry, proof } => {
+                write!(f, "sender allow-listed by `{entry}` (proof: {proof})")
+            }
             Reason::BlockListed { entry } => write!(f, "sender block-listed by `{entry}`"),
             Reason::Oversize { size, limit } => {
                 write!(f, "message of {size} bytes exceeds the limit of {limit}")
             }
             Reason::Failed { error } => write!(f, "scan failed ({error}): on_error action"),
         }
+    }
+}
+
+/// What proved an allow-listed sender ([`Reason::AllowListed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AllowProof {
+    /// The client's address is in one of the entry's networks.
+    Network,
+    /// A trusted `Authentication-Results` header reports `dkim=pass` for the
+    /// sender's domain.
+    Dkim,
+    /// A trusted `Authentication-Results` header reports `spf=pass` for the
+    /// envelope sender.
+    Spf,
+    /// A trusted `Authentication-Results` header reports `dmarc=pass` for the
+    /// sender's domain.
+    Dmarc,
+    /// None: `[senders] allow_unverified` is on and the envelope sender matched.
+    Unverified,
+}
+
+impl AllowProof {
+    /// The lowercase name used in output and headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllowProof::Network => "network",
+            AllowProof::Dkim => "dkim",
+            AllowProof::Spf => "spf",
+            AllowProof::Dmarc => "dmarc",
+            AllowProof::Unverified => "unverified",
+        }
+    }
+}
+
+impl fmt::Display for AllowProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -189,7 +235,8 @@ pub struct TokenWeight {
 pub struct Verdict {
     /// What to do with the message.
     pub action: Action,
-    /// The total score (0 when the score was not computed, e.g. allow-listed mail).
+    /// The total score (0 when the score was not computed: oversize or
+    /// block-listed mail; allow-listed mail is scored).
     pub score: f64,
     /// The SMTP reply for a reject, e.g. `557 5.7.1 forbid to send spam mail`.
     pub reply: Option<Reply>,

@@ -343,7 +343,9 @@ fn token_word(t: &chaff::TokenWeight) -> String {
 /// tokens=代开:+1.92 发票:+1.10 会议:-0.85`, with non-ASCII words as RFC 2047 encoded
 /// words, on one line (see [`fold`]). `hits` keywords are listed, strongest first;
 /// with a trained model, `tokens` of the classifier each way (spam-wards, then
-/// ham-wards; the weight is what each added to the score, in points).
+/// ham-wards; the weight is what each added to the score, in points). In place of
+/// `thresholds`: `allow=ENTRY proof=dkim` for a proven allow-listed sender (its
+/// score and hits are real), `block=ENTRY`, `oversize` or `failed`.
 pub fn status_value(v: &Verdict, hits: usize, tokens: usize) -> String {
     let mut s = String::new();
     s.push_str(if v.action == Action::Deliver {
@@ -356,9 +358,10 @@ pub fn status_value(v: &Verdict, hits: usize, tokens: usize) -> String {
         Reason::Score { quarantine, reject } => {
             let _ = write!(s, " thresholds={quarantine:.2}/{reject:.2}");
         }
-        Reason::AllowListed { entry } => {
+        Reason::AllowListed { entry, proof } => {
             s.push_str(" allow=");
             header_word(entry, &mut s);
+            let _ = write!(s, " proof={proof}");
         }
         Reason::BlockListed { entry } => {
             s.push_str(" block=");
