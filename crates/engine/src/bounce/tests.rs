@@ -169,6 +169,7 @@ fn free_text_forms() {
         "unknown-user",
     );
     assert_eq!(e.original_subject.as_deref(), Some("Quarterly report"));
+    assert!(e.recipients[0].diagnostic.ends_with("lookup"), "{e:#?}");
     let e = check(
         sample!("qmail-too-big.eml"),
         "qmail",

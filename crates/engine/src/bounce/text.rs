@@ -205,6 +205,12 @@ fn failure(address: Option<String>, block: &str, generating: Option<String>) -> 
         if d.ends_with(')') && d.matches(')').count() > d.matches('(').count() {
             d.pop();
         }
+        // A reply quoted by the report (`returned '550 …'`) loses its closing quote.
+        if let Some(q @ ('\'' | '"')) = block[..start].chars().next_back()
+            && d.ends_with(q)
+        {
+            d.pop();
+        }
         d
     };
     let diagnostic = match &reply {
