@@ -40,7 +40,7 @@ fn explains_every_sample_as_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines = json_lines(&out);
-    assert_eq!(lines.len(), 14);
+    assert_eq!(lines.len(), 19);
     for l in &lines {
         let not = l["path"].as_str().unwrap().ends_with("not-a-bounce.eml");
         assert_eq!(l["bounce"], !not, "{l}");

@@ -51,13 +51,16 @@ pub(super) fn parse(text: &str) -> Report {
         let reply = parse_reply(&diagnostic).map(|(_, c)| c);
         let status = status.or_else(|| parse_status(&diagnostic));
         let address = typed(recipient).trim_matches(['<', '>', ' ']).to_string();
+        let remote_mta = get("Remote-MTA")
+            .map(|m| typed(m).to_string())
+            .or_else(|| super::text::remote_mta(&diagnostic));
         report.failures.push(Raw {
             address: (!address.is_empty()).then_some(address),
             action: action.into(),
             reply,
             status,
             diagnostic,
-            remote_mta: get("Remote-MTA").map(|m| typed(m).to_string()),
+            remote_mta,
             context: String::new(),
         });
     }

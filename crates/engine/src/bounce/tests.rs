@@ -32,6 +32,23 @@ pub(crate) const SAMPLES: &[(&str, &[u8])] = &[
     ("dsn-unknown-status.eml", sample!("dsn-unknown-status.eml")),
     ("control-chars.eml", sample!("control-chars.eml")),
     ("not-a-bounce.eml", sample!("not-a-bounce.eml")),
+    (
+        "postfix-real-unknown-user.eml",
+        sample!("postfix-real-unknown-user.eml"),
+    ),
+    ("postfix-real-relay.eml", sample!("postfix-real-relay.eml")),
+    (
+        "postfix-real-size-limit.eml",
+        sample!("postfix-real-size-limit.eml"),
+    ),
+    (
+        "postfix-real-chaff-552.eml",
+        sample!("postfix-real-chaff-552.eml"),
+    ),
+    (
+        "postfix-real-chaff-557.eml",
+        sample!("postfix-real-chaff-557.eml"),
+    ),
 ];
 
 fn explain(raw: &[u8], lang: Lang) -> Explanation {
@@ -92,6 +109,63 @@ fn postfix_dsn() {
         r.diagnostic
             .contains("User unknown in virtual mailbox table")
     );
+}
+
+/// Written by Postfix 3.7 in tests/bounce_postfix.rs (`CHAFF_KEEP_BOUNCES=DIR`).
+#[test]
+fn real_postfix_notifications() {
+    for (raw, address, reply, status, cause) in [
+        (
+            &sample!("postfix-real-unknown-user.eml")[..],
+            "nobody@example.org",
+            Some("550"),
+            "5.1.1",
+            "unknown-user",
+        ),
+        (
+            sample!("postfix-real-relay.eml"),
+            "someone@elsewhere.test",
+            Some("554"),
+            "5.7.1",
+            "relay-denied",
+        ),
+        (
+            sample!("postfix-real-size-limit.eml"),
+            "c@example.org",
+            None,
+            "5.3.4",
+            "message-too-large",
+        ),
+        (
+            sample!("postfix-real-chaff-552.eml"),
+            "d@example.org",
+            Some("552"),
+            "5.3.4",
+            "message-too-large",
+        ),
+        (
+            sample!("postfix-real-chaff-557.eml"),
+            "b@example.org",
+            Some("557"),
+            "5.7.1",
+            "spam-account-locked",
+        ),
+    ] {
+        let e = check(
+            raw,
+            "dsn",
+            Some(address),
+            reply,
+            Some(status),
+            Some("127.0.0.1"),
+            cause,
+        );
+        assert_eq!(e.reporting_mta.as_deref(), Some("sender.localdomain"));
+        assert!(
+            e.original_subject.is_some() && e.original_date.is_some(),
+            "{e:#?}"
+        );
+    }
 }
 
 #[test]

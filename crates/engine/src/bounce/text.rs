@@ -233,8 +233,11 @@ fn failure(address: Option<String>, block: &str, generating: Option<String>) -> 
 }
 
 /// The server named in a block.
-fn remote_mta(block: &str) -> Option<String> {
-    if let Some(rest) = find_after(block, "host ") {
+pub(super) fn remote_mta(block: &str) -> Option<String> {
+    for marker in ["host ", "of server "] {
+        let Some(rest) = find_after(block, marker) else {
+            continue;
+        };
         let name = first_word(rest);
         let name = name
             .split('[')
