@@ -26,8 +26,10 @@ enum Command {
     Score(cli::score::ScoreArgs),
     /// Measure accuracy and speed on TREC-style labelled index files.
     Eval(cli::eval::EvalArgs),
-    /// Check a configuration file (and the keyword lists it names).
+    /// Check a configuration file (and the keyword lists and bounce knowledge it names).
     CheckConfig(cli::check::CheckArgs),
+    /// Explain bounces: why a message bounced, who must act and what to do.
+    ExplainBounce(cli::explain_bounce::ExplainBounceArgs),
     /// Learn a model from TREC-style labelled index files.
     Train(cli::train::TrainArgs),
     /// Correct the model with messages it got wrong (updates it in place).
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Score(a) => cli::score::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::CheckConfig(a) => cli::check::run(a),
+        Command::ExplainBounce(a) => cli::explain_bounce::run(a),
         Command::Train(a) => cli::train::run(a),
         Command::Learn(a) => cli::learn::run(a),
         Command::Milter(a) => cli::milter::run(a),

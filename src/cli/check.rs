@@ -1,6 +1,8 @@
-//! `chaff check-config FILE`: validate a configuration before deploying it.
+//! `chaff check-config FILE`: validate a configuration before deploying it: every
+//! table, the keyword lists and the bounce knowledge base files it names.
 
 use super::CliError;
+use chaff::bounce::{KnowledgeBase, KnowledgeSources};
 use chaff::config::ConfigFile;
 use chaff::{Config, ConfigError, Engine};
 use std::path::Path;
@@ -24,15 +26,19 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
         eprintln!("warning: {warning}");
     }
     let kw = engine.keywords();
+    let sources = KnowledgeSources::from_file(&ConfigFile::load(&args.file)?)?;
+    let kb = KnowledgeBase::load(&sources)?;
     println!(
-        "{}: ok — {} keywords in {} categories ({}); quarantine at {}, reject at {} with `{}`",
+        "{}: ok — {} keywords in {} categories ({}); quarantine at {}, reject at {} with `{}`; \
+         {} bounce causes",
         args.file.display(),
         kw.keywords.len(),
         kw.categories.len(),
         kw.categories.join(", "),
         config.thresholds.quarantine,
         config.thresholds.reject,
-        config.reject_reply
+        config.reject_reply,
+        kb.causes.len()
     );
     Ok(ExitCode::SUCCESS)
 }

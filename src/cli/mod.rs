@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod check;
 pub mod eval;
+pub mod explain_bounce;
 pub mod labelled;
 pub mod learn;
 pub mod milter;

@@ -30,6 +30,7 @@ pub const TABLES: &[&str] = &[
     "keywords",
     "scoring",
     "classifier",
+    "bounce",
 ];
 
 /// One configuration file, read once, from which every crate reads its tables: the

@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bounce;
 pub mod classify;
 pub mod config;
 mod engine;
