@@ -196,8 +196,15 @@ impl Service {
         Ok(())
     }
 
-    /// Reloads, logs and counts the result.
+    /// Reloads, logs and counts the result; an unusable lock store is also given
+    /// an immediate attempt to reopen.
     pub(crate) fn reload_logged(&self) {
+        if let Some(store) = &self.store
+            && !store.is_healthy()
+        {
+            info!("SIGHUP: trying to reopen the lock store now");
+            store.try_recover();
+        }
         match self.reload() {
             Ok(()) => {
                 self.metrics.reload(true);
@@ -284,6 +291,13 @@ impl Service {
                 max_buffered_bytes = self.budget.limit(),
                 auth, from, size,
                 "message deferred: too much mail in flight"
+            ),
+            Outcome::StoreTempfail => warn!(
+                queue_id = %queue_id,
+                action = "store_tempfail",
+                reply = d.reply.as_ref().map_or("-", |r| r.as_str()),
+                auth, from, size,
+                "message deferred: the account store is unusable (accounts.on_store_error)"
             ),
             Outcome::Fallback => warn!(
                 queue_id = %queue_id,
