@@ -65,6 +65,24 @@ fn send(addr: &str, auth: Option<&str>, raw: &str) -> Answer {
     a
 }
 
+/// Fills the tmpfs, then sends spam from new accounts until a reject cannot be
+/// written: redb reuses its free pages first, so that takes some 180 accounts on
+/// 1 MiB. Returns the filler file.
+fn fill_until_a_write_fails(h: &chaff_milter::server::ServerHandle, fs: &Tmpfs) -> PathBuf {
+    let filler = fs.dir.join("filler");
+    fill(&filler);
+    for i in 0..1000 {
+        assert_eq!(
+            send(h.addr(), Some(&format!("user{i}")), SPAM).action(),
+            "reject"
+        );
+        if !h.service().store().expect("store").is_healthy() {
+            return filler;
+        }
+    }
+    panic!("no write failed on a full disk: {}", scrape(h));
+}
+
 const REFUSED: Option<&str> = Some("557 5.7.1 forbid to send spam mail");
 
 fn wait_for(
@@ -103,23 +121,13 @@ fn a_full_disk_keeps_known_locks_and_the_store_recovers_when_space_is_freed() {
     let m = scrape(&h);
     assert_eq!(metric(&m, "chaff_milter_lock_store_healthy"), Some(1.0));
 
-    // The disk fills up; rejects from other accounts must be written, and one fails
-    // once redb needs a page it has not used before (after some 180 accounts).
-    let filler = fs.dir.join("filler");
-    fill(&filler);
-    let mut failed = false;
-    for i in 0..1000 {
-        assert_eq!(
-            send(h.addr(), Some(&format!("user{i}")), SPAM).action(),
-            "reject"
-        );
-        if metric(&scrape(&h), "chaff_milter_lock_store_healthy") == Some(0.0) {
-            failed = true;
-            break;
-        }
-    }
-    assert!(failed, "no write failed on a full disk: {}", scrape(&h));
+    let filler = fill_until_a_write_fails(&h, &fs);
     let m = scrape(&h);
+    assert_eq!(
+        metric(&m, "chaff_milter_lock_store_healthy"),
+        Some(0.0),
+        "{m}"
+    );
     assert!(metric(&m, "chaff_milter_lock_store_errors_total").unwrap_or(0.0) >= 1.0);
 
     // The known lock is still enforced, other accounts still get their verdicts.
@@ -169,5 +177,55 @@ fn a_full_disk_keeps_known_locks_and_the_store_recovers_when_space_is_freed() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("mallory") && text.contains("trudy"), "{text}");
+    drop(fs);
+}
+
+#[test]
+fn with_tempfail_authenticated_mail_is_deferred_until_a_reload_reopens_the_store() {
+    let f = fixture();
+    let Some(fs) = Tmpfs::mount(&f.dir.path().join("mnt"), "1m") else {
+        eprintln!("skipped: cannot mount tmpfs (not root?)");
+        return;
+    };
+    let mut config = f.config.clone();
+    config.accounts.db = fs.dir.join("accounts.redb");
+    config.accounts.on_store_error = chaff_milter::config::OnStoreError::Tempfail;
+    let h = start(&config);
+    for _ in 0..3 {
+        assert_eq!(send(h.addr(), Some("mallory"), SPAM).action(), "reject");
+    }
+    let filler = fill_until_a_write_fails(&h, &fs);
+
+    // Known locks still refuse; other authenticated mail is deferred; mail from
+    // senders who did not authenticate is scanned as usual.
+    assert_eq!(
+        send(h.addr(), Some("mallory"), HAM).reply().as_deref(),
+        REFUSED
+    );
+    assert_eq!(
+        send(h.addr(), Some("alice"), HAM).reply().as_deref(),
+        Some("451 4.3.0 chaff: account store unavailable, try again later")
+    );
+    assert_eq!(send(h.addr(), None, HAM).action(), "deliver");
+    let m = scrape(&h);
+    assert_eq!(
+        metric(&m, "chaff_milter_messages_total{action=\"store_tempfail\"}"),
+        Some(1.0),
+        "{m}"
+    );
+
+    // A reload (SIGHUP) reopens at once, whatever the backoff.
+    std::fs::remove_file(&filler).expect("remove filler");
+    let store = h.service().store().expect("store");
+    assert!(!store.is_healthy());
+    h.reload().expect("reload");
+    assert!(store.is_healthy());
+    assert!(store.stats().reopens >= 1);
+    assert_eq!(send(h.addr(), Some("alice"), HAM).action(), "deliver");
+    assert_eq!(
+        send(h.addr(), Some("mallory"), HAM).reply().as_deref(),
+        REFUSED
+    );
+    h.shutdown();
     drop(fs);
 }

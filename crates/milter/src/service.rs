@@ -163,7 +163,15 @@ impl Service {
 
     /// Reads the configuration file again and swaps in a new engine, atomically.
     /// On any error the old configuration keeps serving and the error is returned.
+    /// An unusable lock store is first given an immediate attempt to reopen,
+    /// whatever its backoff.
     pub fn reload(&self) -> Result<(), String> {
+        if let Some(store) = &self.store
+            && !store.is_healthy()
+        {
+            info!("reload: trying to reopen the lock store now");
+            store.try_recover();
+        }
         let config = match &self.config_path {
             Some(p) => ServiceConfig::load(p).map_err(|e| e.to_string())?,
             None => ServiceConfig::default(),
@@ -196,15 +204,8 @@ impl Service {
         Ok(())
     }
 
-    /// Reloads, logs and counts the result; an unusable lock store is also given
-    /// an immediate attempt to reopen.
+    /// Reloads, logs and counts the result.
     pub(crate) fn reload_logged(&self) {
-        if let Some(store) = &self.store
-            && !store.is_healthy()
-        {
-            info!("SIGHUP: trying to reopen the lock store now");
-            store.try_recover();
-        }
         match self.reload() {
             Ok(()) => {
                 self.metrics.reload(true);
