@@ -10,6 +10,11 @@
 //! the `chaff accounts` command share it without a control socket: an unlock
 //! committed by the command is seen by the service's next read. redb commits are
 //! durable (fsync'd, copy-on-write), so locks survive restarts and crashes.
+//!
+//! A failed write (a full disk) leaves a redb handle refusing everything until it
+//! is reopened, so [`AccountStore`] also keeps the locks in memory, enforces them
+//! from there while its file is unusable, reopens the file by itself with backoff
+//! and then writes the locks and rejects it held.
 
 use redb::{
     Builder, ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
