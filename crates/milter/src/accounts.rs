@@ -10,13 +10,23 @@
 //! the `chaff accounts` command share it without a control socket: an unlock
 //! committed by the command is seen by the service's next read. redb commits are
 //! durable (fsync'd, copy-on-write), so locks survive restarts and crashes.
+//!
+//! A failed write (a full disk) leaves a redb handle refusing everything until it
+//! is reopened, so [`AccountStore`] also keeps the locks in memory, enforces them
+//! from there while its file is unusable, reopens the file by itself with backoff
+//! and then writes the locks and rejects it held.
 
 use redb::{
     Builder, ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
+use tracing::{error, warn};
 
 use super::config::AccountsConfig;
 
@@ -84,16 +94,95 @@ pub enum StoreError {
     },
 }
 
+/// First wait before reopening a failed store; it doubles after every failed
+/// attempt up to [`MAX_REOPEN_BACKOFF`].
+pub const MIN_REOPEN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between two attempts to reopen a failed store.
+pub const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(30);
+/// Most operations held in memory while the store is unusable, to be written when
+/// it recovers. Locks are always held (one per account); rejects beyond this are
+/// still counted in memory but not written.
+pub const MAX_PENDING: usize = 10_000;
+
+/// What the store did while its file was unusable, written when it recovers.
+#[derive(Debug, Clone)]
+enum Pending {
+    /// A lock made in memory.
+    Lock { user: String, rec: LockRecord },
+    /// A reject counted in memory, replayed through [`AccountStore::record_reject`].
+    Reject {
+        user: String,
+        now: u64,
+        cfg: AccountsConfig,
+        evidence: Evidence,
+    },
+}
+
+/// The store's health: the open database, or why it is closed and when to try
+/// again.
+struct Health {
+    db: Option<Arc<Database>>,
+    failed_at: Option<Instant>,
+    /// When the store last recovered; a failure within [`MAX_REOPEN_BACKOFF`] of
+    /// that continues the doubling, so a disk that is still full cannot make the
+    /// store reopen and fail every 100 ms.
+    recovered_at: Option<Instant>,
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
+/// What the store knows without its file: the locks and recent rejects as last
+/// read or written, and what it did while the file was unusable.
+#[derive(Default)]
+struct Memory {
+    locks: HashMap<String, LockRecord>,
+    rejects: HashMap<String, Vec<u64>>,
+    pending: Vec<Pending>,
+    pending_full_logged: bool,
+}
+
+/// How the lock store is doing, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// True while the file is usable.
+    pub healthy: bool,
+    /// I/O failures of the store since it was opened.
+    pub errors: u64,
+    /// Successful reopens after a failure.
+    pub reopens: u64,
+}
+
 /// The shared lock store.
+///
+/// It keeps an in-memory copy of the locks and recent rejects (loaded at open,
+/// updated by every successful read and write, and reloaded at every reopen). When
+/// an operation fails with an I/O error (a full disk; redb then refuses every later
+/// operation with "previous I/O error"), the store marks itself unhealthy, logs the
+/// cause once at error level, and from then on answers from memory: every lock it
+/// knows stays enforced and rejects are counted (and accounts locked) in memory.
+/// Reopening is attempted lazily, by the first operation after the backoff has
+/// elapsed (100 ms doubling to 30 s; a failure within 30 s of a recovery goes on
+/// doubling), or at once by [`AccountStore::try_recover`]
+/// (SIGHUP); opening a redb file is a bounded amount of I/O, and only one thread
+/// tries at a time (the others answer from memory meanwhile). On success it logs
+/// "lock store recovered after N s", writes the locks and rejects it held in memory,
+/// and is healthy again.
 pub struct AccountStore {
-    db: Database,
     path: PathBuf,
+    health: Mutex<Health>,
+    /// Held by the one thread reopening the database.
+    reopening: Mutex<()>,
+    memory: Mutex<Memory>,
+    healthy: AtomicBool,
+    errors: AtomicU64,
+    reopens: AtomicU64,
 }
 
 impl std::fmt::Debug for AccountStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccountStore")
             .field("path", &self.path)
+            .field("healthy", &self.is_healthy())
             .finish()
     }
 }
@@ -116,8 +205,96 @@ fn encode_times(t: &[u64]) -> Vec<u8> {
     t.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// True for the errors that make a redb database unusable until it is reopened.
+fn is_io(e: &redb::Error) -> bool {
+    matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo)
+}
+
+/// Adds a reject at `now` to `times` (an account's recent rejects, oldest first)
+/// and returns the lock it causes, if any. The one rule, on disk and in memory.
+fn count_reject(
+    times: &mut Vec<u64>,
+    now: u64,
+    cfg: &AccountsConfig,
+    evidence: &Evidence,
+) -> Option<LockRecord> {
+    let since = now.saturating_sub(cfg.window_secs);
+    times.retain(|&t| t > since);
+    times.push(now);
+    // Only the last `lock_after` times can matter.
+    let keep = cfg.lock_after as usize;
+    if times.len() > keep {
+        times.drain(..times.len() - keep);
+    }
+    if times.len() < keep {
+        return None;
+    }
+    let mut reason = format!(
+        "{} rejected messages within {} s",
+        times.len(),
+        cfg.window_secs
+    );
+    let mut last = Vec::new();
+    if let Some(q) = &evidence.queue_id {
+        last.push(format!("queue id {q}"));
+    }
+    last.push(format!("score {:.2}", evidence.score));
+    if !evidence.hits.is_empty() {
+        last.push(format!("hits {}", evidence.hits));
+    }
+    reason.push_str(&format!("; last: {}", last.join(", ")));
+    Some(LockRecord {
+        locked_at: now,
+        reason,
+        rejects: times.len() as u32,
+        window_secs: cfg.window_secs,
+        last_queue_id: evidence.queue_id.clone(),
+        last_score: Some(evidence.score),
+    })
+}
+
+/// Locks a mutex whatever a panicking holder left (the data stays consistent: every
+/// critical section here is a few map operations).
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn open_db(path: &Path) -> Result<Database, redb::Error> {
+    let db = Builder::new()
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .create(path)?;
+    // Make both tables exist so readers never meet a missing table.
+    let txn = db.begin_write()?;
+    txn.open_table(LOCKS)?;
+    txn.open_table(REJECTS)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+type Snapshot = (HashMap<String, LockRecord>, HashMap<String, Vec<u64>>);
+
+/// Reads every lock and recent-reject list. A lock that cannot be parsed is left
+/// out of memory (its account is still refused by a read of the file).
+fn read_all(db: &Database) -> Result<Snapshot, redb::Error> {
+    let txn = db.begin_read()?;
+    let mut locks = HashMap::new();
+    for item in txn.open_table(LOCKS)?.iter()? {
+        let (k, v) = item?;
+        if let Ok(rec) = serde_json::from_slice(v.value()) {
+            locks.insert(k.value().to_string(), rec);
+        }
+    }
+    let mut rejects = HashMap::new();
+    for item in txn.open_table(REJECTS)?.iter()? {
+        let (k, v) = item?;
+        rejects.insert(k.value().to_string(), decode_times(v.value()));
+    }
+    Ok((locks, rejects))
+}
+
 impl AccountStore {
-    /// Opens the store at `path`, creating it (and its directory) if needed.
+    /// Opens the store at `path`, creating it (and its directory) if needed, and
+    /// reads its locks into memory.
     pub fn open(path: &Path) -> Result<AccountStore, StoreError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -132,26 +309,46 @@ impl AccountStore {
             path: path.to_path_buf(),
             source: Box::new(e),
         };
-        let db = Builder::new()
-            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-            .create(path)
-            .map_err(|e| err(e.into()))?;
-        let store = AccountStore {
-            db,
+        let db = open_db(path).map_err(err)?;
+        let (locks, rejects) = read_all(&db).map_err(err)?;
+        Ok(AccountStore {
             path: path.to_path_buf(),
-        };
-        // Make both tables exist so readers never meet a missing table.
-        store.write(|txn| {
-            txn.open_table(LOCKS)?;
-            txn.open_table(REJECTS)?;
-            Ok(())
-        })?;
-        Ok(store)
+            health: Mutex::new(Health {
+                db: Some(Arc::new(db)),
+                failed_at: None,
+                recovered_at: None,
+                next_attempt: Instant::now(),
+                backoff: MIN_REOPEN_BACKOFF,
+            }),
+            reopening: Mutex::new(()),
+            memory: Mutex::new(Memory {
+                locks,
+                rejects,
+                ..Memory::default()
+            }),
+            healthy: AtomicBool::new(true),
+            errors: AtomicU64::new(0),
+            reopens: AtomicU64::new(0),
+        })
     }
 
     /// The store's file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// True while the file is usable.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
+    }
+
+    /// The health counters, for metrics.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            healthy: self.is_healthy(),
+            errors: self.errors.load(Relaxed),
+            reopens: self.reopens.load(Relaxed),
+        }
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -161,14 +358,205 @@ impl AccountStore {
         }
     }
 
+    /// The open database, or None while the store is unhealthy and not yet due
+    /// for (or failing) a reopen.
+    fn db(&self) -> Option<Arc<Database>> {
+        {
+            let h = guard(&self.health);
+            if let Some(db) = &h.db {
+                return Some(Arc::clone(db));
+            }
+            if Instant::now() < h.next_attempt {
+                return None;
+            }
+        }
+        self.reopen();
+        guard(&self.health).db.clone()
+    }
+
+    /// Runs `e` past the health check: an I/O error marks the store unhealthy
+    /// (logged once, with the cause) and closes the database until it is reopened.
+    fn failed(&self, e: redb::Error) -> StoreError {
+        if is_io(&e) {
+            self.errors.fetch_add(1, Relaxed);
+            let mut h = guard(&self.health);
+            if h.db.take().is_some() {
+                h.failed_at.get_or_insert_with(Instant::now);
+                let flapping = h
+                    .recovered_at
+                    .is_some_and(|t| t.elapsed() < MAX_REOPEN_BACKOFF);
+                h.backoff = if flapping {
+                    (h.backoff * 2).min(MAX_REOPEN_BACKOFF)
+                } else {
+                    MIN_REOPEN_BACKOFF
+                };
+                h.next_attempt = Instant::now() + h.backoff;
+                self.healthy.store(false, Relaxed);
+                error!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "lock store failed; enforcing the locks it knows from memory and \
+                     reopening it with backoff"
+                );
+            }
+        }
+        self.err(e)
+    }
+
+    /// Tries to reopen an unhealthy store now, whatever the backoff (SIGHUP does).
+    /// Returns true when the store is healthy afterwards.
+    pub fn try_recover(&self) -> bool {
+        if self.is_healthy() {
+            return true;
+        }
+        guard(&self.health).next_attempt = Instant::now();
+        self.reopen();
+        self.is_healthy()
+    }
+
+    /// One attempt to reopen the database and write what was held in memory; only
+    /// one thread tries at a time, the others answer from memory meanwhile.
+    fn reopen(&self) {
+        let _one = match self.reopening.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        {
+            let h = guard(&self.health);
+            if h.db.is_some() || Instant::now() < h.next_attempt {
+                return;
+            }
+        }
+        let attempt = open_db(&self.path).and_then(|db| {
+            let snapshot = read_all(&db)?;
+            Ok((db, snapshot))
+        });
+        let (db, (locks, rejects)) = match attempt {
+            Ok(x) => x,
+            Err(e) => {
+                self.errors.fetch_add(1, Relaxed);
+                let mut h = guard(&self.health);
+                h.backoff = (h.backoff * 2).min(MAX_REOPEN_BACKOFF);
+                h.next_attempt = Instant::now() + h.backoff;
+                warn!(
+                    path = %self.path.display(),
+                    error = %e,
+                    retry_in_ms = h.backoff.as_millis() as u64,
+                    "lock store still unusable"
+                );
+                return;
+            }
+        };
+        let pending = {
+            let mut m = guard(&self.memory);
+            // Locks made in memory stay known until they are written below.
+            let held: Vec<(String, LockRecord)> = m
+                .pending
+                .iter()
+                .filter_map(|p| match p {
+                    Pending::Lock { user, rec } => Some((user.clone(), rec.clone())),
+                    Pending::Reject { .. } => None,
+                })
+                .collect();
+            m.locks = locks;
+            m.rejects = rejects;
+            for (user, rec) in held {
+                m.locks.entry(user).or_insert(rec);
+            }
+            m.pending_full_logged = false;
+            std::mem::take(&mut m.pending)
+        };
+        let down_for = {
+            let mut h = guard(&self.health);
+            h.db = Some(Arc::new(db));
+            h.recovered_at = Some(Instant::now());
+            h.failed_at
+                .take()
+                .map_or(0.0, |t| t.elapsed().as_secs_f64())
+        };
+        self.healthy.store(true, Relaxed);
+        self.reopens.fetch_add(1, Relaxed);
+        warn!(
+            path = %self.path.display(),
+            down_secs = format!("{down_for:.1}"),
+            pending = pending.len(),
+            "lock store recovered after {down_for:.1} s; writing the locks and rejects held in memory"
+        );
+        let mut left = pending.into_iter();
+        for p in left.by_ref() {
+            let written = match &p {
+                Pending::Lock { user, rec } => self.insert_lock(user, rec).map(|_| ()),
+                Pending::Reject {
+                    user,
+                    now,
+                    cfg,
+                    evidence,
+                } => self.record_reject(user, *now, cfg, evidence).map(|_| ()),
+            };
+            match written {
+                Ok(()) => {}
+                Err(e) if !self.is_healthy() => {
+                    // Failed again: keep what is not written for the next recovery.
+                    let mut m = guard(&self.memory);
+                    let mut rest = vec![p];
+                    rest.extend(left);
+                    rest.append(&mut m.pending);
+                    m.pending = rest;
+                    warn!(error = %e, "lock store failed again while writing what it held");
+                    return;
+                }
+                Err(e) => error!(error = %e, "lock store: a held operation could not be written"),
+            }
+        }
+    }
+
+    /// Holds `op` for the next recovery, within [`MAX_PENDING`].
+    fn hold(&self, m: &mut Memory, op: Pending) {
+        if matches!(op, Pending::Reject { .. }) && m.pending.len() >= MAX_PENDING {
+            if !m.pending_full_logged {
+                m.pending_full_logged = true;
+                error!(
+                    max = MAX_PENDING,
+                    "lock store: too many rejects held in memory; further ones are \
+                     counted in memory only"
+                );
+            }
+            return;
+        }
+        m.pending.push(op);
+    }
+
     fn write<T>(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let out = f(&txn).map_err(|e| self.err(e))?;
-        txn.commit().map_err(|e| self.err(e))?;
-        Ok(out)
+        let Some(db) = self.db() else {
+            return Err(self.err(redb::Error::PreviousIo));
+        };
+        let run = || -> Result<T, redb::Error> {
+            let txn = db.begin_write()?;
+            let out = f(&txn)?;
+            txn.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e| self.failed(e))
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Option<Result<T, StoreError>> {
+        let db = self.db()?;
+        let run = || -> Result<T, redb::Error> { f(&db.begin_read()?) };
+        match run() {
+            Ok(x) => Some(Ok(x)),
+            Err(e) if is_io(&e) => {
+                let _ = self.failed(e);
+                None
+            }
+            Err(e) => Some(Err(self.err(e))),
+        }
     }
 
     fn parse_record(&self, user: &str, bytes: &[u8]) -> Result<LockRecord, StoreError> {
@@ -179,20 +567,32 @@ impl AccountStore {
         })
     }
 
-    /// The lock on `user`, if there is one.
+    /// The lock on `user`, if there is one: read from the file, or, while the store
+    /// is unhealthy, from memory.
     pub fn lock_of(&self, user: &str) -> Result<Option<LockRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = txn.open_table(LOCKS).map_err(|e| self.err(e))?;
-        let got = table.get(user).map_err(|e| self.err(e))?;
+        let got = self.read(|txn| {
+            let table = txn.open_table(LOCKS)?;
+            Ok(table.get(user)?.map(|v| v.value().to_vec()))
+        });
         match got {
-            Some(v) => Ok(Some(self.parse_record(user, v.value())?)),
-            None => Ok(None),
+            Some(Ok(bytes)) => {
+                let rec = bytes.map(|b| self.parse_record(user, &b)).transpose()?;
+                let mut m = guard(&self.memory);
+                match &rec {
+                    Some(r) => m.locks.insert(user.to_string(), r.clone()),
+                    None => m.locks.remove(user),
+                };
+                Ok(rec)
+            }
+            Some(Err(e)) => Err(e),
+            None => Ok(guard(&self.memory).locks.get(user).cloned()),
         }
     }
 
     /// Counts a rejected message from `user` at time `now`; locks the account when
     /// the count within the window reaches `cfg.lock_after`. Returns the new lock,
-    /// if this message caused one.
+    /// if this message caused one. While the store is unhealthy the count and the
+    /// lock are kept in memory and written when it recovers.
     pub fn record_reject(
         &self,
         user: &str,
@@ -204,63 +604,41 @@ impl AccountStore {
             return Ok(None);
         }
         let mut parse_error = None;
-        let locked = self.write(|txn| {
+        let written = self.write(|txn| {
             let mut locks = txn.open_table(LOCKS)?;
             if locks.get(user)?.is_some() {
-                return Ok(None);
+                return Ok((None, None));
             }
             let mut rejects = txn.open_table(REJECTS)?;
             let mut times = rejects
                 .get(user)?
                 .map(|v| decode_times(v.value()))
                 .unwrap_or_default();
-            let since = now.saturating_sub(cfg.window_secs);
-            times.retain(|&t| t > since);
-            times.push(now);
-            // Only the last `lock_after` times can matter.
-            let keep = cfg.lock_after as usize;
-            if times.len() > keep {
-                times.drain(..times.len() - keep);
-            }
-            if times.len() >= keep {
-                let mut reason = format!(
-                    "{} rejected messages within {} s",
-                    times.len(),
-                    cfg.window_secs
-                );
-                let mut last = Vec::new();
-                if let Some(q) = &evidence.queue_id {
-                    last.push(format!("queue id {q}"));
-                }
-                last.push(format!("score {:.2}", evidence.score));
-                if !evidence.hits.is_empty() {
-                    last.push(format!("hits {}", evidence.hits));
-                }
-                reason.push_str(&format!("; last: {}", last.join(", ")));
-                let rec = LockRecord {
-                    locked_at: now,
-                    reason,
-                    rejects: times.len() as u32,
-                    window_secs: cfg.window_secs,
-                    last_queue_id: evidence.queue_id.clone(),
-                    last_score: Some(evidence.score),
-                };
-                match serde_json::to_vec(&rec) {
+            match count_reject(&mut times, now, cfg, evidence) {
+                Some(rec) => match serde_json::to_vec(&rec) {
                     Ok(json) => {
                         locks.insert(user, json.as_slice())?;
                         rejects.remove(user)?;
-                        Ok(Some(rec))
+                        Ok((Some(rec), None))
                     }
                     Err(e) => {
                         parse_error = Some(e.to_string());
-                        Ok(None)
+                        Ok((None, None))
                     }
+                },
+                None => {
+                    rejects.insert(user, encode_times(&times).as_slice())?;
+                    Ok((None, Some(times)))
                 }
-            } else {
-                rejects.insert(user, encode_times(&times).as_slice())?;
-                Ok(None)
             }
-        })?;
+        });
+        let (locked, times) = match written {
+            Ok(x) => x,
+            Err(_) if !self.is_healthy() => {
+                return Ok(self.reject_in_memory(user, now, cfg, evidence));
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(message) = parse_error {
             return Err(StoreError::Corrupt {
                 path: self.path.clone(),
@@ -268,10 +646,81 @@ impl AccountStore {
                 message,
             });
         }
+        let mut m = guard(&self.memory);
+        if let Some(rec) = &locked {
+            m.locks.insert(user.to_string(), rec.clone());
+            m.rejects.remove(user);
+        } else if let Some(times) = times {
+            m.rejects.insert(user.to_string(), times);
+        }
         Ok(locked)
     }
 
-    /// Locks `user` by hand with a reason (does nothing if already locked).
+    /// [`record_reject`](Self::record_reject) while the file is unusable.
+    fn reject_in_memory(
+        &self,
+        user: &str,
+        now: u64,
+        cfg: &AccountsConfig,
+        evidence: &Evidence,
+    ) -> Option<LockRecord> {
+        let mut m = guard(&self.memory);
+        if m.locks.contains_key(user) {
+            return None;
+        }
+        let mut times = m.rejects.remove(user).unwrap_or_default();
+        match count_reject(&mut times, now, cfg, evidence) {
+            Some(rec) => {
+                m.locks.insert(user.to_string(), rec.clone());
+                // The lock replaces the rejects held for this account.
+                m.pending
+                    .retain(|p| !matches!(p, Pending::Reject { user: u, .. } if u == user));
+                m.pending.push(Pending::Lock {
+                    user: user.to_string(),
+                    rec: rec.clone(),
+                });
+                Some(rec)
+            }
+            None => {
+                m.rejects.insert(user.to_string(), times);
+                let op = Pending::Reject {
+                    user: user.to_string(),
+                    now,
+                    cfg: cfg.clone(),
+                    evidence: evidence.clone(),
+                };
+                self.hold(&mut m, op);
+                None
+            }
+        }
+    }
+
+    /// Writes a lock unless the account is locked already; true if written.
+    fn insert_lock(&self, user: &str, rec: &LockRecord) -> Result<bool, StoreError> {
+        let json = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            user: user.to_string(),
+            message: e.to_string(),
+        })?;
+        let made = self.write(|txn| {
+            let mut locks = txn.open_table(LOCKS)?;
+            if locks.get(user)?.is_some() {
+                return Ok(false);
+            }
+            locks.insert(user, json.as_slice())?;
+            txn.open_table(REJECTS)?.remove(user)?;
+            Ok(true)
+        })?;
+        let mut m = guard(&self.memory);
+        m.locks
+            .entry(user.to_string())
+            .or_insert_with(|| rec.clone());
+        m.rejects.remove(user);
+        Ok(made)
+    }
+
+    /// Locks `user` by hand with a reason (does nothing if already locked). Fails
+    /// if the file cannot be written.
     pub fn lock(&self, user: &str, now: u64, reason: &str) -> Result<bool, StoreError> {
         let rec = LockRecord {
             locked_at: now,
@@ -281,75 +730,91 @@ impl AccountStore {
             last_queue_id: None,
             last_score: None,
         };
-        let json = serde_json::to_vec(&rec).map_err(|e| StoreError::Corrupt {
-            path: self.path.clone(),
-            user: user.to_string(),
-            message: e.to_string(),
-        })?;
-        self.write(|txn| {
-            let mut locks = txn.open_table(LOCKS)?;
-            if locks.get(user)?.is_some() {
-                return Ok(false);
-            }
-            locks.insert(user, json.as_slice())?;
-            Ok(true)
-        })
+        self.insert_lock(user, &rec)
     }
 
-    /// Unlocks `user` and forgets its recent rejects. Returns false if it was not locked.
+    /// Unlocks `user` and forgets its recent rejects. Returns false if it was not
+    /// locked. Fails if the file cannot be written.
     pub fn unlock(&self, user: &str) -> Result<bool, StoreError> {
-        self.write(|txn| {
+        let was = self.write(|txn| {
             let mut locks = txn.open_table(LOCKS)?;
             let was = locks.remove(user)?.is_some();
             let mut rejects = txn.open_table(REJECTS)?;
             rejects.remove(user)?;
             Ok(was)
-        })
+        })?;
+        let mut m = guard(&self.memory);
+        m.locks.remove(user);
+        m.rejects.remove(user);
+        Ok(was)
     }
 
-    /// Every locked account, by name.
+    fn unusable(&self) -> StoreError {
+        self.err(redb::Error::PreviousIo)
+    }
+
+    /// Every locked account, by name, read from the file.
     pub fn list(&self) -> Result<Vec<(String, LockRecord)>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = txn.open_table(LOCKS).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let user = k.value().to_string();
-            let rec = self.parse_record(&user, v.value())?;
-            out.push((user, rec));
-        }
-        Ok(out)
+        let rows = self
+            .read(|txn| {
+                let table = txn.open_table(LOCKS)?;
+                let mut out = Vec::new();
+                for item in table.iter()? {
+                    let (k, v) = item?;
+                    out.push((k.value().to_string(), v.value().to_vec()));
+                }
+                Ok(out)
+            })
+            .unwrap_or_else(|| Err(self.unusable()))?;
+        rows.into_iter()
+            .map(|(user, bytes)| {
+                let rec = self.parse_record(&user, &bytes)?;
+                Ok((user, rec))
+            })
+            .collect()
     }
 
     /// Accounts with rejects inside `window_secs` before `now` that are not locked,
-    /// with their count.
+    /// with their count, read from the file.
     pub fn recent_rejects(
         &self,
         now: u64,
         window_secs: u64,
     ) -> Result<Vec<(String, u32)>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = txn.open_table(REJECTS).map_err(|e| self.err(e))?;
         let since = now.saturating_sub(window_secs);
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let n = decode_times(v.value())
-                .into_iter()
-                .filter(|&t| t > since)
-                .count();
-            if n > 0 {
-                out.push((k.value().to_string(), n as u32));
+        self.read(|txn| {
+            let table = txn.open_table(REJECTS)?;
+            let mut out = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                let n = decode_times(v.value())
+                    .into_iter()
+                    .filter(|&t| t > since)
+                    .count();
+                if n > 0 {
+                    out.push((k.value().to_string(), n as u32));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .unwrap_or_else(|| Err(self.unusable()))
     }
 
-    /// How many accounts are locked.
+    /// How many accounts are locked: read from the file, or, while the store is
+    /// unhealthy, the locks known in memory.
     pub fn locked_count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = txn.open_table(LOCKS).map_err(|e| self.err(e))?;
-        table.len().map_err(|e| self.err(e))
+        match self.read(|txn| Ok(txn.open_table(LOCKS)?.len()?)) {
+            Some(r) => r,
+            None => Ok(guard(&self.memory).locks.len() as u64),
+        }
+    }
+
+    /// Marks the store failed as an I/O error would, for tests of the state machine
+    /// (the real failure, a full disk, is tested on a tmpfs in
+    /// `tests/milter_lock_store.rs`).
+    #[cfg(test)]
+    pub(crate) fn fail_for_test(&self) {
+        let _ = self.failed(redb::Error::PreviousIo);
     }
 }
 
@@ -384,7 +849,94 @@ mod tests {
             lock_after: n,
             window_secs: w,
             db: PathBuf::new(),
+            on_store_error: crate::config::OnStoreError::EnforceKnown,
         }
+    }
+
+    fn users(store: &AccountStore) -> Vec<String> {
+        store.list().unwrap().into_iter().map(|(u, _)| u).collect()
+    }
+
+    #[test]
+    fn an_unusable_store_enforces_known_locks_and_writes_new_ones_when_it_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.redb");
+        let store = AccountStore::open(&path).unwrap();
+        assert!(store.lock("alice", 5, "by hand").unwrap());
+        let c = cfg(2, 100);
+        let ev = Evidence::default();
+        assert_eq!(store.record_reject("bob", 10, &c, &ev).unwrap(), None);
+        store.fail_for_test();
+        assert!(!store.is_healthy());
+        let stats = store.stats();
+        assert_eq!((stats.healthy, stats.errors, stats.reopens), (false, 1, 0));
+        // From memory: alice stays locked, bob's earlier reject counts, and his
+        // second locks him.
+        assert_eq!(store.lock_of("alice").unwrap().unwrap().reason, "by hand");
+        let lock = store
+            .record_reject("bob", 11, &c, &ev)
+            .unwrap()
+            .expect("locked");
+        assert_eq!(lock.rejects, 2);
+        assert_eq!(store.lock_of("bob").unwrap(), Some(lock.clone()));
+        assert_eq!(store.record_reject("carol", 12, &c, &ev).unwrap(), None);
+        assert_eq!(store.locked_count().unwrap(), 2);
+        // Writes by hand and the admin's reads fail rather than pretend.
+        assert!(store.lock("dave", 13, "x").is_err());
+        assert!(store.unlock("alice").is_err());
+        assert!(store.list().is_err());
+        // Not yet written: another handle does not see bob's lock.
+        let admin = AccountStore::open(&path).unwrap();
+        assert_eq!(users(&admin), ["alice"]);
+        assert!(store.try_recover());
+        assert_eq!(store.stats().reopens, 1);
+        assert_eq!(users(&admin), ["alice", "bob"]);
+        assert_eq!(admin.lock_of("bob").unwrap(), Some(lock));
+        assert_eq!(
+            admin.recent_rejects(12, 100).unwrap(),
+            vec![("carol".into(), 1)]
+        );
+        // Recovered: an unlock by the admin is seen again.
+        assert!(admin.unlock("bob").unwrap());
+        assert_eq!(store.lock_of("bob").unwrap(), None);
+    }
+
+    #[test]
+    fn reopening_waits_for_the_backoff_and_doubles_it_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.redb");
+        let store = AccountStore::open(&path).unwrap();
+        store.fail_for_test();
+        // Within the first 100 ms nothing is tried.
+        assert_eq!(store.lock_of("x").unwrap(), None);
+        assert!(!store.is_healthy());
+        // A path that cannot be opened (a directory in the file's place) fails the
+        // attempt and doubles the wait.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        std::thread::sleep(MIN_REOPEN_BACKOFF + Duration::from_millis(20));
+        assert_eq!(store.lock_of("x").unwrap(), None);
+        assert!(!store.is_healthy());
+        assert_eq!(store.stats().errors, 2);
+        assert_eq!(guard(&store.health).backoff, MIN_REOPEN_BACKOFF * 2);
+        assert_eq!(
+            store
+                .record_reject("y", 1, &cfg(1, 10), &Evidence::default())
+                .unwrap()
+                .map(|r| r.rejects),
+            Some(1)
+        );
+        // Fixed: the next operation after the backoff reopens (a fresh file here)
+        // and writes the lock held in memory.
+        std::fs::remove_dir(&path).unwrap();
+        std::thread::sleep(MIN_REOPEN_BACKOFF * 2 + Duration::from_millis(20));
+        assert_eq!(store.lock_of("x").unwrap(), None);
+        assert!(store.is_healthy());
+        assert_eq!(store.stats().reopens, 1);
+        assert_eq!(users(&AccountStore::open(&path).unwrap()), ["y"]);
+        // Failing again soon after recovering goes on doubling the wait.
+        store.fail_for_test();
+        assert_eq!(guard(&store.health).backoff, MIN_REOPEN_BACKOFF * 4);
     }
 
     #[test]

@@ -288,6 +288,26 @@ pub struct AccountsConfig {
     /// The lock store (a redb file). A relative path is taken from the
     /// configuration file's directory.
     pub db: PathBuf,
+    /// What the service does while the lock store's file is unusable (a full or
+    /// failing disk), until it has reopened it.
+    pub on_store_error: OnStoreError,
+}
+
+/// The policy while the lock store is unusable (`[accounts] on_store_error`).
+///
+/// Either way the locks the store knows (read at start, at every reopen and by
+/// every lookup since) stay enforced, and rejects are counted, and accounts
+/// locked, in memory, to be written when the store recovers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// Enforce the known locks and scan authenticated mail as usual (the default).
+    #[default]
+    EnforceKnown,
+    /// Also defer all other authenticated (outbound) mail with `451 4.3.0`, since
+    /// its rejects cannot be counted durably; unauthenticated mail is scanned as
+    /// usual.
+    Tempfail,
 }
 
 impl Default for AccountsConfig {
@@ -296,6 +316,7 @@ impl Default for AccountsConfig {
             lock_after: 5,
             window_secs: 3600,
             db: PathBuf::from("/var/lib/chaff/accounts.redb"),
+            on_store_error: OnStoreError::EnforceKnown,
         }
     }
 }
@@ -375,5 +396,9 @@ mod tests {
         assert!(toml::from_str::<MilterConfig>("inline_scan_max_bytes = -1").is_err());
         let a: AccountsConfig = toml::from_str("db = \"locks.redb\"").unwrap();
         assert_eq!(a.lock_after, 5);
+        assert_eq!(a.on_store_error, OnStoreError::EnforceKnown);
+        let a: AccountsConfig = toml::from_str("on_store_error = \"tempfail\"").unwrap();
+        assert_eq!(a.on_store_error, OnStoreError::Tempfail);
+        assert!(toml::from_str::<AccountsConfig>("on_store_error = \"accept\"").is_err());
     }
 }

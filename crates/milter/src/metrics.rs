@@ -4,6 +4,7 @@
 //! here, rendered by hand, and served by a minimal HTTP responder on a plain TCP
 //! listener (`--metrics HOST:PORT`, path `/metrics`).
 
+use super::accounts::StoreStats;
 use super::budget::Budget;
 use super::policy::Outcome;
 use std::fmt::Write as _;
@@ -134,8 +135,14 @@ impl Metrics {
     }
 
     /// Renders the text exposition; `locked` is the current number of locked
-    /// accounts, when the store could be read; `budget` the message buffer budget.
-    pub fn render(&self, locked: Option<u64>, budget: Option<&Budget>) -> String {
+    /// accounts, when the store could be read; `budget` the message buffer budget;
+    /// `store` the lock store's health.
+    pub fn render(
+        &self,
+        locked: Option<u64>,
+        budget: Option<&Budget>,
+        store: Option<StoreStats>,
+    ) -> String {
         let mut s = String::with_capacity(4096);
         let _ = writeln!(
             s,
@@ -244,6 +251,26 @@ impl Metrics {
                  chaff_milter_locked_accounts {n}"
             );
         }
+        if let Some(st) = store {
+            let _ = writeln!(
+                s,
+                "# HELP chaff_milter_lock_store_healthy 1 while the lock store's file is usable, \
+                 0 while it is being reopened (known locks are enforced from memory).\n\
+                 # TYPE chaff_milter_lock_store_healthy gauge\n\
+                 chaff_milter_lock_store_healthy {}\n\
+                 # HELP chaff_milter_lock_store_errors_total I/O failures of the lock store \
+                 (failed operations and failed reopen attempts).\n\
+                 # TYPE chaff_milter_lock_store_errors_total counter\n\
+                 chaff_milter_lock_store_errors_total {}\n\
+                 # HELP chaff_milter_lock_store_reopens_total Times the lock store was reopened \
+                 after a failure.\n\
+                 # TYPE chaff_milter_lock_store_reopens_total counter\n\
+                 chaff_milter_lock_store_reopens_total {}",
+                u8::from(st.healthy),
+                st.errors,
+                st.reopens
+            );
+        }
         s
     }
 }
@@ -264,7 +291,15 @@ mod tests {
         let budget = Budget::new(1000);
         let mut r = budget.reservation();
         assert!(r.grow(300));
-        let text = m.render(Some(2), Some(&budget));
+        let store = StoreStats {
+            healthy: false,
+            errors: 3,
+            reopens: 1,
+        };
+        let text = m.render(Some(2), Some(&budget), Some(store));
+        assert!(text.contains("chaff_milter_lock_store_healthy 0\n"));
+        assert!(text.contains("chaff_milter_lock_store_errors_total 3\n"));
+        assert!(text.contains("chaff_milter_lock_store_reopens_total 1\n"));
         assert!(text.contains("chaff_milter_messages_total{action=\"busy\"} 1\n"));
         assert!(text.contains("chaff_milter_buffered_bytes 300\n"));
         assert!(text.contains("chaff_milter_max_buffered_bytes 1000\n"));

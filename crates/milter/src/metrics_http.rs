@@ -59,7 +59,11 @@ async fn metrics_request(svc: Arc<Service>, mut stream: tokio::net::TcpStream) {
             .ok()
             .flatten()
             .and_then(|r| r.ok());
-        ("200 OK", svc.metrics().render(locked, Some(svc.budget())))
+        let store = svc.store().map(|s| s.stats());
+        (
+            "200 OK",
+            svc.metrics().render(locked, Some(svc.budget()), store),
+        )
     } else {
         ("404 Not Found", "not found; try /metrics\n".to_string())
     };

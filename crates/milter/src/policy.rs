@@ -9,7 +9,7 @@
 
 use super::accounts::{AccountStore, Evidence, LockRecord};
 use super::budget::busy_reply;
-use super::config::Fallback;
+use super::config::{Fallback, OnStoreError};
 use super::protocol::{Response, actions};
 use super::session::{Decided, Negotiated, ScanJob};
 use super::settings::Settings;
@@ -35,11 +35,14 @@ pub enum Outcome {
     /// Deferred (4xx) because too much mail was buffered across connections
     /// (`max_buffered_bytes`); the MTA keeps it and retries.
     Busy,
+    /// Deferred (`451 4.3.0`) because the sender authenticated and the lock store
+    /// is unusable, with `[accounts] on_store_error = "tempfail"`.
+    StoreTempfail,
 }
 
 impl Outcome {
     /// Every outcome, in metrics order.
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Deliver,
         Outcome::Quarantine,
         Outcome::Reject,
@@ -47,6 +50,7 @@ impl Outcome {
         Outcome::Oversize,
         Outcome::Fallback,
         Outcome::Busy,
+        Outcome::StoreTempfail,
     ];
 
     /// The lowercase name used in logs and metrics.
@@ -59,6 +63,7 @@ impl Outcome {
             Outcome::Oversize => "oversize",
             Outcome::Fallback => "fallback",
             Outcome::Busy => "busy",
+            Outcome::StoreTempfail => "store_tempfail",
         }
     }
 
@@ -131,6 +136,15 @@ impl Decision {
         }
     }
 
+    /// The decision for authenticated mail while the lock store is unusable and
+    /// `[accounts] on_store_error` is `tempfail`.
+    pub fn store_tempfail() -> Decision {
+        Decision {
+            reply: Reply::parse(STORE_TEMPFAIL_REPLY).ok(),
+            ..Decision::new(Outcome::StoreTempfail)
+        }
+    }
+
     /// The decision for a message over the size limit.
     pub fn oversize(settings: &Settings) -> Decision {
         Decision {
@@ -139,6 +153,11 @@ impl Decision {
         }
     }
 }
+
+/// The reply to authenticated mail while the lock store is unusable, with
+/// `[accounts] on_store_error = "tempfail"`.
+pub const STORE_TEMPFAIL_REPLY: &str =
+    "451 4.3.0 chaff: account store unavailable, try again later";
 
 /// The outcome for a verdict.
 pub fn outcome_of(v: &Verdict) -> Outcome {
@@ -165,7 +184,10 @@ pub fn top_hits(v: &Verdict, n: usize) -> String {
 /// Decides on a scanned message: locked-account check, scan, reject bookkeeping.
 ///
 /// Blocking (scanning and the lock store): call it from a scan thread. Lock-store
-/// failures are logged in `error` and do not stop the scan.
+/// failures are logged in `error` and do not stop the scan. While the store is
+/// unusable it answers from memory (known locks stay enforced); with
+/// `[accounts] on_store_error = "tempfail"` authenticated mail that is not locked
+/// is then deferred instead of scanned.
 pub fn decide(
     engine: &Engine,
     settings: &Settings,
@@ -186,6 +208,9 @@ pub fn decide(
             }
             Ok(None) => {}
             Err(e) => store_error = Some(e.to_string()),
+        }
+        if settings.accounts.on_store_error == OnStoreError::Tempfail && !store.is_healthy() {
+            return Decision::store_tempfail();
         }
     }
     let started = Instant::now();
@@ -446,7 +471,7 @@ pub fn responses(
     match d.outcome {
         Outcome::Reject | Outcome::Locked => vec![refuse(&d.reply, Some(&settings.reject_reply))],
         Outcome::Oversize => vec![refuse(&d.reply, Some(&settings.oversize_reply))],
-        Outcome::Busy => vec![
+        Outcome::Busy | Outcome::StoreTempfail => vec![
             d.reply
                 .as_ref()
                 .map_or(Response::Tempfail, Response::reply_code),
@@ -775,6 +800,43 @@ mod tests {
             )]
         );
         assert_eq!(crate::budget::busy_response(), r[0]);
+    }
+
+    #[test]
+    fn an_unusable_store_keeps_locks_and_can_defer_authenticated_mail() {
+        use crate::budget::Reservation;
+        use crate::config::OnStoreError;
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccountStore::open(&dir.path().join("a.redb")).unwrap();
+        assert!(store.lock("mallory", 1, "by hand").unwrap());
+        store.fail_for_test();
+        let engine = Engine::new(&chaff::Config::default()).unwrap();
+        let job = |auth: Option<&str>| ScanJob {
+            raw: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
+            envelope: Envelope {
+                auth_user: auth.map(str::to_string),
+                ..Envelope::default()
+            },
+            reservation: Reservation::none(),
+        };
+        let mut s = Settings::default();
+        for policy in [OnStoreError::EnforceKnown, OnStoreError::Tempfail] {
+            s.accounts.on_store_error = policy;
+            let d = decide(&engine, &s, Some(&store), &job(Some("mallory")), 2);
+            assert_eq!(d.outcome, Outcome::Locked, "{policy:?}");
+            let d = decide(&engine, &s, Some(&store), &job(None), 2);
+            assert_eq!(d.outcome, Outcome::Deliver, "{policy:?}");
+        }
+        s.accounts.on_store_error = OnStoreError::EnforceKnown;
+        let d = decide(&engine, &s, Some(&store), &job(Some("alice")), 2);
+        assert_eq!((d.outcome, d.error), (Outcome::Deliver, None));
+        s.accounts.on_store_error = OnStoreError::Tempfail;
+        let d = decide(&engine, &s, Some(&store), &job(Some("alice")), 2);
+        assert_eq!(d.outcome, Outcome::StoreTempfail);
+        assert_eq!(
+            responses(&d, &s, all(), (0, 0)),
+            vec![Response::ReplyCode(STORE_TEMPFAIL_REPLY.into())]
+        );
     }
 
     #[test]

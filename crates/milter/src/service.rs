@@ -163,7 +163,15 @@ impl Service {
 
     /// Reads the configuration file again and swaps in a new engine, atomically.
     /// On any error the old configuration keeps serving and the error is returned.
+    /// An unusable lock store is first given an immediate attempt to reopen,
+    /// whatever its backoff.
     pub fn reload(&self) -> Result<(), String> {
+        if let Some(store) = &self.store
+            && !store.is_healthy()
+        {
+            info!("reload: trying to reopen the lock store now");
+            store.try_recover();
+        }
         let config = match &self.config_path {
             Some(p) => ServiceConfig::load(p).map_err(|e| e.to_string())?,
             None => ServiceConfig::default(),
@@ -284,6 +292,13 @@ impl Service {
                 max_buffered_bytes = self.budget.limit(),
                 auth, from, size,
                 "message deferred: too much mail in flight"
+            ),
+            Outcome::StoreTempfail => warn!(
+                queue_id = %queue_id,
+                action = "store_tempfail",
+                reply = d.reply.as_ref().map_or("-", |r| r.as_str()),
+                auth, from, size,
+                "message deferred: the account store is unusable (accounts.on_store_error)"
             ),
             Outcome::Fallback => warn!(
                 queue_id = %queue_id,

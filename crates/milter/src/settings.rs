@@ -102,6 +102,9 @@ mod tests {
             (e.line, e.field.as_deref()),
             (Some(3), Some("accounts.window_secs"))
         );
+        let e = load("[accounts]\nlock_after = 5\non_store_error = \"ignore\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("enforce_known"), "{e}");
     }
 
     #[test]
