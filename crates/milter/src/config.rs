@@ -367,6 +367,38 @@ mod tests {
             ..MilterConfig::default()
         };
         assert_eq!(c.check().unwrap_err().0, "milter.network_threads");
+        for (field, c) in [
+            (
+                "milter.negotiate_timeout_secs",
+                MilterConfig {
+                    negotiate_timeout_secs: 0,
+                    ..MilterConfig::default()
+                },
+            ),
+            (
+                "milter.packet_timeout_secs",
+                MilterConfig {
+                    packet_timeout_secs: 0,
+                    ..MilterConfig::default()
+                },
+            ),
+            (
+                "milter.message_timeout_secs",
+                MilterConfig {
+                    message_timeout_secs: 0,
+                    ..MilterConfig::default()
+                },
+            ),
+            (
+                "milter.evict_idle_after_secs",
+                MilterConfig {
+                    evict_idle_after_secs: 0,
+                    ..MilterConfig::default()
+                },
+            ),
+        ] {
+            assert_eq!(c.check().unwrap_err().0, field);
+        }
         let a = AccountsConfig {
             window_secs: 0,
             ..AccountsConfig::default()

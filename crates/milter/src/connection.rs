@@ -115,6 +115,13 @@ where
     svc.metrics().connection_closed();
 }
 
+/// `t` + `d`, or about 30 years on when a configured timeout is too large to add.
+fn after(t: Instant, d: std::time::Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(std::time::Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(t)
+}
+
 /// Reads packets, feeds them to the session and writes its answers, reads within
 /// their deadlines and each write within its timeout; stops after the message in
 /// progress on shutdown, and at once when `slot` is taken away.
@@ -232,16 +239,16 @@ where
         let idle = session.is_idle();
         let st = session.settings();
         let (state, since, deadline, what) = if session.negotiated().is_none() {
-            let d = accepted + st.negotiate_timeout();
+            let d = after(accepted, st.negotiate_timeout());
             (State::Unnegotiated, accepted, d, "negotiation")
         } else {
-            let mut deadline = (last_read + st.read_timeout(), "read");
+            let mut deadline = (after(last_read, st.read_timeout()), "read");
             if let Some(m) = message_start {
-                deadline = deadline.min((m + st.message_timeout(), "message"));
+                deadline = deadline.min((after(m, st.message_timeout()), "message"));
             }
             match packet_start {
                 Some(p) => {
-                    deadline = deadline.min((p + st.packet_timeout(), "packet"));
+                    deadline = deadline.min((after(p, st.packet_timeout()), "packet"));
                     (State::MidPacket, p, deadline.0, deadline.1)
                 }
                 None if idle => (State::Idle, last_read, deadline.0, deadline.1),
@@ -271,5 +278,21 @@ where
                 Err(ConnError::Disconnect)
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_huge_configured_timeout_is_a_far_deadline_not_a_panic() {
+        let now = Instant::now();
+        assert!(after(now, Duration::from_secs(u64::MAX)) > now + Duration::from_secs(86_400));
+        assert_eq!(
+            after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
     }
 }
