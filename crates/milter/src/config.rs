@@ -142,16 +142,32 @@ pub struct MilterConfig {
     pub fallback: Fallback,
     /// Longest a scan may take before the fallback answer is given, in milliseconds.
     pub scan_timeout_ms: u64,
-    /// Longest wait for the MTA's next packet, in seconds. Postfix keeps a milter
-    /// connection open for a whole SMTP session, so this is above its `smtpd_timeout`.
+    /// Longest quiet time between two packets of a negotiated connection, in
+    /// seconds. Postfix keeps a milter connection open for a whole SMTP session, so
+    /// this is above its `smtpd_timeout`.
     pub read_timeout_secs: u64,
+    /// Longest time from accepting a connection to the end of its option
+    /// negotiation, in seconds; a connection that has not negotiated by then is
+    /// closed.
+    pub negotiate_timeout_secs: u64,
+    /// Longest time for the rest of a packet once its first byte has arrived, in
+    /// seconds; a packet trickled in more slowly closes the connection.
+    pub packet_timeout_secs: u64,
+    /// Longest time from the first command of a message to its end, in seconds.
+    pub message_timeout_secs: u64,
+    /// With every connection slot (`max_connections`) taken, a negotiated
+    /// connection quiet between messages for longer than this (seconds) may be
+    /// closed to make room for a new one (see `server`'s slot rule).
+    pub evict_idle_after_secs: u64,
     /// Longest wait to send an answer, in seconds.
     pub write_timeout_secs: u64,
     /// On SIGTERM, longest wait for in-flight messages, in seconds.
     pub drain_timeout_secs: u64,
     /// Largest milter packet accepted, in bytes; a larger one drops the connection.
     pub max_packet_size: usize,
-    /// Most MTA connections served at once; more wait to be accepted.
+    /// Most MTA connections served at once (connection slots). A new connection is
+    /// always accepted: when every slot is taken, one is freed by the slot rule
+    /// (see `server`), or else the new connection is closed at once.
     pub max_connections: usize,
     /// Most message bytes buffered at once across all connections (bytes, or a
     /// number with K, M or G, as `[limits] max_message_size`; at least that). A
@@ -192,6 +208,10 @@ impl Default for MilterConfig {
             fallback: Fallback::Accept,
             scan_timeout_ms: 10_000,
             read_timeout_secs: 360,
+            negotiate_timeout_secs: 5,
+            packet_timeout_secs: 10,
+            message_timeout_secs: 600,
+            evict_idle_after_secs: 60,
             write_timeout_secs: 30,
             drain_timeout_secs: 30,
             max_packet_size: super::protocol::DEFAULT_MAX_PACKET,
@@ -245,6 +265,10 @@ impl MilterConfig {
         let positive = [
             ("milter.scan_timeout_ms", self.scan_timeout_ms),
             ("milter.read_timeout_secs", self.read_timeout_secs),
+            ("milter.negotiate_timeout_secs", self.negotiate_timeout_secs),
+            ("milter.packet_timeout_secs", self.packet_timeout_secs),
+            ("milter.message_timeout_secs", self.message_timeout_secs),
+            ("milter.evict_idle_after_secs", self.evict_idle_after_secs),
             ("milter.write_timeout_secs", self.write_timeout_secs),
             ("milter.max_connections", self.max_connections as u64),
         ];
@@ -364,6 +388,38 @@ mod tests {
             ..MilterConfig::default()
         };
         assert_eq!(c.check().unwrap_err().0, "milter.network_threads");
+        for (field, c) in [
+            (
+                "milter.negotiate_timeout_secs",
+                MilterConfig {
+                    negotiate_timeout_secs: 0,
+                    ..MilterConfig::default()
+                },
+            ),
+            (
+                "milter.packet_timeout_secs",
+                MilterConfig {
+                    packet_timeout_secs: 0,
+                    ..MilterConfig::default()
+                },
+            ),
+            (
+                "milter.message_timeout_secs",
+                MilterConfig {
+                    message_timeout_secs: 0,
+                    ..MilterConfig::default()
+                },
+            ),
+            (
+                "milter.evict_idle_after_secs",
+                MilterConfig {
+                    evict_idle_after_secs: 0,
+                    ..MilterConfig::default()
+                },
+            ),
+        ] {
+            assert_eq!(c.check().unwrap_err().0, field);
+        }
         let a = AccountsConfig {
             window_secs: 0,
             ..AccountsConfig::default()

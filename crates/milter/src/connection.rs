@@ -1,13 +1,23 @@
 //! The connection driver: one MTA connection, read, handed packet by packet to its
-//! [`Session`], decided and answered, with a timeout on every read and write, until
-//! the MTA quits, the connection fails or the service drains (`shutdown`).
+//! [`Session`], decided and answered, until the MTA quits, the connection fails, the
+//! service drains (`shutdown`) or its slot is given to a new connection
+//! (module `slots`).
+//!
+//! Reads are bounded by deadlines, not per read, so a byte now and then keeps
+//! nothing alive: the option negotiation must end within `negotiate_timeout_secs` of
+//! the accept, a packet within `packet_timeout_secs` of its first byte, a message
+//! within `message_timeout_secs` of its first command, and a negotiated connection
+//! may be quiet between packets for `read_timeout_secs`. Each write has
+//! `write_timeout_secs`.
 
 use super::metrics::ErrorKind;
 use super::policy::{Decision, Outcome};
 use super::protocol::{self, Command, ProtocolError};
 use super::service::Service;
 use super::session::{Session, Step};
+use super::slots::{Slot, SlotGuard, State};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -18,17 +28,25 @@ pub(crate) async fn serve(
     conn: Conn,
     peer: String,
     shutdown: watch::Receiver<bool>,
+    slot: SlotGuard,
+    accepted: Instant,
 ) {
+    let c = Accepted {
+        peer,
+        slot,
+        accepted,
+    };
     let unusable = match conn {
         Conn::Tcp(s) => match tokio::net::TcpStream::from_std(s) {
-            Ok(s) => return connection(svc, s, peer, shutdown).await,
+            Ok(s) => return connection(svc, s, c, shutdown).await,
             Err(e) => e,
         },
         Conn::Unix(s) => match tokio::net::UnixStream::from_std(s) {
-            Ok(s) => return connection(svc, s, peer, shutdown).await,
+            Ok(s) => return connection(svc, s, c, shutdown).await,
             Err(e) => e,
         },
     };
+    let peer = c.peer;
     warn!(peer = %peer, error = %unusable, "cannot register a connection");
 }
 
@@ -40,6 +58,13 @@ pub(crate) enum Conn {
     Unix(std::os::unix::net::UnixStream),
 }
 
+/// An accepted connection's peer, slot and time of accept.
+struct Accepted {
+    peer: String,
+    slot: SlotGuard,
+    accepted: Instant,
+}
+
 /// Why a connection ended early.
 #[derive(Debug)]
 enum ConnError {
@@ -47,6 +72,8 @@ enum ConnError {
     Timeout(&'static str),
     Disconnect,
     Io(std::io::Error),
+    /// Its slot was given to a new connection (counted by the accepting side).
+    Evicted,
 }
 
 impl From<ProtocolError> for ConnError {
@@ -56,13 +83,14 @@ impl From<ProtocolError> for ConnError {
 }
 
 /// Serves one MTA connection until it quits, fails or the service drains.
-async fn connection<S>(svc: Arc<Service>, stream: S, peer: String, shutdown: watch::Receiver<bool>)
+async fn connection<S>(svc: Arc<Service>, stream: S, c: Accepted, shutdown: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let peer = &c.peer;
     svc.metrics().connection_opened();
     debug!(peer = %peer, "connection");
-    match drive(&svc, stream, shutdown).await {
+    match drive(&svc, stream, shutdown, c.slot.slot(), c.accepted).await {
         Ok(()) => debug!(peer = %peer, "connection closed"),
         Err(ConnError::Protocol(e)) => {
             svc.metrics().error(ErrorKind::Protocol);
@@ -80,16 +108,29 @@ where
             svc.metrics().error(ErrorKind::Io);
             warn!(peer = %peer, error = %e, "dropping connection: I/O error");
         }
+        Err(ConnError::Evicted) => {
+            debug!(peer = %peer, "connection closed: its slot went to a new connection");
+        }
     }
     svc.metrics().connection_closed();
 }
 
-/// Reads packets, feeds them to the session and writes its answers, each read and
-/// write within its timeout; stops after the message in progress on shutdown.
+/// `t` + `d`, or about 30 years on when a configured timeout is too large to add.
+fn after(t: Instant, d: std::time::Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(std::time::Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(t)
+}
+
+/// Reads packets, feeds them to the session and writes its answers, reads within
+/// their deadlines and each write within its timeout; stops after the message in
+/// progress on shutdown, and at once when `slot` is taken away.
 async fn drive<S>(
     svc: &Arc<Service>,
     mut stream: S,
     mut shutdown: watch::Receiver<bool>,
+    slot: &Slot,
+    accepted: Instant,
 ) -> Result<(), ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -100,6 +141,11 @@ where
     );
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
+    // When data last arrived, when the packet in `buf` started arriving, when the
+    // message in progress started.
+    let mut last_read = accepted;
+    let mut packet_start: Option<Instant> = None;
+    let mut message_start: Option<Instant> = None;
     loop {
         let max_packet = session.settings().milter.max_packet_size;
         let mut used = 0;
@@ -159,6 +205,18 @@ where
         }
         if used > 0 {
             buf.drain(..used);
+            // What is left was started by the last read.
+            packet_start = None;
+        }
+        if buf.is_empty() {
+            packet_start = None;
+        } else if packet_start.is_none() {
+            packet_start = Some(last_read);
+        }
+        if session.is_idle() {
+            message_start = None;
+        } else if message_start.is_none() {
+            message_start = Some(last_read);
         }
         if !out.is_empty() {
             let write_timeout = session.settings().write_timeout();
@@ -178,16 +236,41 @@ where
             None => 0,
         };
         buf.reserve(missing.max(8192));
-        let read_timeout = session.settings().read_timeout();
         let idle = session.is_idle();
+        let st = session.settings();
+        let (state, since, deadline, what) = if session.negotiated().is_none() {
+            let d = after(accepted, st.negotiate_timeout());
+            (State::Unnegotiated, accepted, d, "negotiation")
+        } else {
+            let mut deadline = (after(last_read, st.read_timeout()), "read");
+            if let Some(m) = message_start {
+                deadline = deadline.min((after(m, st.message_timeout()), "message"));
+            }
+            match packet_start {
+                Some(p) => {
+                    deadline = deadline.min((after(p, st.packet_timeout()), "packet"));
+                    (State::MidPacket, p, deadline.0, deadline.1)
+                }
+                None if idle => (State::Idle, last_read, deadline.0, deadline.1),
+                None => (State::Busy, last_read, deadline.0, deadline.1),
+            }
+        };
+        if !slot.set(state, since) {
+            return Err(ConnError::Evicted);
+        }
         let n = tokio::select! {
-            r = tokio::time::timeout(read_timeout, stream.read_buf(&mut buf)) => match r {
+            r = tokio::time::timeout_at(deadline.into(), stream.read_buf(&mut buf)) => match r {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return Err(ConnError::Io(e)),
-                Err(_) => return Err(ConnError::Timeout("read")),
+                Err(_) => return Err(ConnError::Timeout(what)),
             },
+            _ = slot.evicted() => return Err(ConnError::Evicted),
             _ = shutdown.changed(), if idle => return Ok(()),
         };
+        last_read = Instant::now();
+        if !slot.busy() {
+            return Err(ConnError::Evicted);
+        }
         if n == 0 {
             return if buf.is_empty() && session.is_idle() {
                 Ok(())
@@ -195,5 +278,21 @@ where
                 Err(ConnError::Disconnect)
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_huge_configured_timeout_is_a_far_deadline_not_a_panic() {
+        let now = Instant::now();
+        assert!(after(now, Duration::from_secs(u64::MAX)) > now + Duration::from_secs(86_400));
+        assert_eq!(
+            after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
     }
 }

@@ -30,7 +30,9 @@
 //!   on reload), lock store, counters, buffer budget, and the scan threads
 //!   (`scan_pool`) with their time limit and fallback;
 //! - `connection`: the connection driver, reading packets into a session and
-//!   writing its answers, with timeouts;
+//!   writing its answers, within deadlines (negotiation, packet, message, quiet);
+//! - [`slots`]: the `max_connections` slots and the rule that frees one for a new
+//!   connection; [`fd_limit`]: the open-files limit raised for them;
 //! - [`server`]: listeners, network threads, start, SIGTERM drain; `signals`:
 //!   SIGHUP reload, SIGTERM and SIGINT;
 //! - [`metrics`]: Prometheus counters, served on `--metrics HOST:PORT` by
@@ -50,6 +52,7 @@ pub mod client;
 pub mod config;
 mod connection;
 pub mod cpu_time;
+pub mod fd_limit;
 pub mod log_batch;
 pub mod memory;
 pub mod metrics;
@@ -62,4 +65,5 @@ pub mod service;
 pub mod session;
 pub mod settings;
 mod signals;
+pub mod slots;
 pub use config::{AccountsConfig, MilterConfig, ServiceConfig};

@@ -7,6 +7,7 @@
 use super::accounts::StoreStats;
 use super::budget::Budget;
 use super::policy::Outcome;
+use super::slots::EvictReason;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -70,6 +71,8 @@ pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     locks_made: AtomicU64,
+    evicted: [AtomicU64; EvictReason::ALL.len()],
+    refused_full: AtomicU64,
 }
 
 impl Metrics {
@@ -118,6 +121,27 @@ impl Metrics {
     /// Connections open now.
     pub fn connections_active(&self) -> i64 {
         self.connections_active.load(Relaxed)
+    }
+
+    /// Counts a connection closed to give its slot to a new one.
+    pub fn connection_evicted(&self, reason: EvictReason) {
+        self.evicted[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Connections closed for `reason` so far.
+    pub fn connections_evicted(&self, reason: EvictReason) -> u64 {
+        self.evicted[reason as usize].load(Relaxed)
+    }
+
+    /// Counts a new connection closed at once because every slot was taken and
+    /// none could be freed.
+    pub fn connection_refused(&self) {
+        self.refused_full.fetch_add(1, Relaxed);
+    }
+
+    /// New connections refused so far.
+    pub fn connections_refused(&self) -> u64 {
+        self.refused_full.load(Relaxed)
     }
 
     /// Counts a reload.
@@ -229,6 +253,28 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        let _ = writeln!(
+            s,
+            "# HELP chaff_milter_connections_evicted_total Connections closed to give \
+             their slot to a new one (milter.max_connections), by reason.\n\
+             # TYPE chaff_milter_connections_evicted_total counter"
+        );
+        for r in EvictReason::ALL {
+            let _ = writeln!(
+                s,
+                "chaff_milter_connections_evicted_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.connections_evicted(r)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP chaff_milter_connections_refused_total New connections closed at once, \
+             by reason (full: every slot taken, none could be freed).\n\
+             # TYPE chaff_milter_connections_refused_total counter\n\
+             chaff_milter_connections_refused_total{{reason=\"full\"}} {}",
+            self.connections_refused()
+        );
         if let Some(b) = budget {
             let _ = writeln!(
                 s,
@@ -288,6 +334,8 @@ mod tests {
         m.scan_latency(Duration::from_micros(300));
         m.scan_latency(Duration::from_millis(3));
         m.message(Outcome::Busy);
+        m.connection_evicted(EvictReason::Trickle);
+        m.connection_refused();
         let budget = Budget::new(1000);
         let mut r = budget.reservation();
         assert!(r.grow(300));
@@ -309,5 +357,8 @@ mod tests {
         assert!(text.contains("chaff_milter_scan_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("chaff_milter_scan_seconds_count 2\n"));
         assert!(text.contains("chaff_milter_locked_accounts 2\n"));
+        assert!(text.contains("chaff_milter_connections_evicted_total{reason=\"trickle\"} 1\n"));
+        assert!(text.contains("chaff_milter_connections_evicted_total{reason=\"idle\"} 0\n"));
+        assert!(text.contains("chaff_milter_connections_refused_total{reason=\"full\"} 1\n"));
     }
 }

@@ -7,19 +7,27 @@
 //! settings, lock store, scan threads). SIGHUP reloads (module `signals`); SIGTERM
 //! stops accepting, lets connections finish the message they are in, and exits
 //! (after `drain_timeout_secs` at most).
+//!
+//! A connection is always accepted, never left in the listen backlog: when all
+//! `max_connections` slots are taken, the slot rule of module `slots` closes a
+//! connection that has not negotiated, trickles a packet or has been quiet beyond
+//! `evict_idle_after_secs`, or else closes the new one at once. At start the soft
+//! limit on open files is raised for `max_connections` (module `fd_limit`).
 
 use super::config::ServiceConfig;
 use super::connection::{self, Conn};
+use super::fd_limit;
 use super::log_batch;
 use super::metrics_http;
 pub use super::service::{Generation, ServeError, Service};
 use super::signals;
+use super::slots::{Admission, Slots};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
@@ -143,18 +151,13 @@ async fn accept_loop(
         }
     };
     let limit = svc.current().settings.milter.max_connections;
-    let permits = Arc::new(Semaphore::new(limit));
+    let slots = Slots::new(limit);
     let mut tasks = JoinSet::new();
     let mut turn = 0usize;
+    let mut evictions = Throttled::default();
+    let mut refusals = Throttled::default();
     loop {
         while tasks.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
         let accepted = tokio::select! {
             r = async {
                 match &listener {
@@ -172,19 +175,46 @@ async fn accept_loop(
         };
         match accepted {
             Ok((conn, peer)) => {
+                let now = Instant::now();
+                let idle_after =
+                    Duration::from_secs(svc.current().settings.milter.evict_idle_after_secs);
+                let slot = match slots.admit(now, idle_after) {
+                    Admission::Admitted(slot, evicted) => {
+                        if let Some(reason) = evicted {
+                            svc.metrics().connection_evicted(reason);
+                            if let Some(n) = evictions.tick(now) {
+                                info!(
+                                    reason = reason.as_str(),
+                                    since_last = n,
+                                    "all {limit} connection slots taken: closed a connection \
+                                     to make room for a new one"
+                                );
+                            }
+                        }
+                        slot
+                    }
+                    Admission::Full => {
+                        svc.metrics().connection_refused();
+                        if let Some(n) = refusals.tick(now) {
+                            warn!(
+                                peer = %peer,
+                                since_last = n,
+                                "all {limit} connection slots taken by busy or recently \
+                                 active connections: closing the new connection (the MTA \
+                                 applies its default action)"
+                            );
+                        }
+                        drop(conn);
+                        continue;
+                    }
+                };
                 let svc = Arc::clone(&svc);
                 let rx = shutdown.clone();
                 let worker = &workers[turn % workers.len()];
                 turn = turn.wrapping_add(1);
                 // The socket is registered with the chosen runtime's reactor from
                 // within that runtime.
-                tasks.spawn_on(
-                    async move {
-                        connection::serve(svc, conn, peer, rx).await;
-                        drop(permit);
-                    },
-                    worker,
-                );
+                tasks.spawn_on(connection::serve(svc, conn, peer, rx, slot, now), worker);
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait a little, keep serving.
@@ -210,6 +240,28 @@ async fn accept_loop(
     }
     if let L::Unix(_, path) = &listener {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+/// A log line at most every ten seconds, saying how many events it stands for.
+#[derive(Debug, Default)]
+struct Throttled {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl Throttled {
+    /// Counts an event; Some(events since the last line) when a line is due.
+    fn tick(&mut self, now: Instant) -> Option<u64> {
+        self.count += 1;
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(10))
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
     }
 }
 
@@ -287,6 +339,7 @@ impl ServerHandle {
 pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle, ServeError> {
     let service = Arc::new(Service::new(config, opts.config_path.clone())?);
     let settings = service.current().settings.clone();
+    fd_limit::ensure(settings.milter.max_connections);
     let (bound, addr) = bind(&opts.listen, settings.milter.socket_mode)?;
     let metrics = match &opts.metrics {
         Some(m) => {

@@ -40,9 +40,24 @@ impl Settings {
         Duration::from_millis(self.milter.scan_timeout_ms)
     }
 
-    /// The wait for the MTA's next packet.
+    /// The longest quiet time between packets of a negotiated connection.
     pub fn read_timeout(&self) -> Duration {
         Duration::from_secs(self.milter.read_timeout_secs)
+    }
+
+    /// The time from accept to the end of option negotiation.
+    pub fn negotiate_timeout(&self) -> Duration {
+        Duration::from_secs(self.milter.negotiate_timeout_secs)
+    }
+
+    /// The time for a packet from its first byte.
+    pub fn packet_timeout(&self) -> Duration {
+        Duration::from_secs(self.milter.packet_timeout_secs)
+    }
+
+    /// The time for a message from its first command to its end.
+    pub fn message_timeout(&self) -> Duration {
+        Duration::from_secs(self.milter.message_timeout_secs)
     }
 
     /// The wait to send an answer.
