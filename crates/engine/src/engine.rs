@@ -219,17 +219,25 @@ impl Engine {
                     reason,
                     hits: Vec::new(),
                     tokens: Vec::new(),
+                    truncated: false,
                 };
             }
             route::PreScan::Scan(allowed) => allowed,
         };
         let loaded = self.model();
-        let (found, classification) = match &loaded {
-            None => (self.find(&self.decode(raw)), None),
+        let (truncated, found, classification) = match &loaded {
+            None => {
+                let decoded = self.decode(raw);
+                (decoded.truncated, self.find(&decoded), None)
+            }
             Some(l) => classify::with_extractor(&l.model.meta.features, |ex| {
-                let (_, found) = self.analyse(raw, Some(&mut *ex));
+                let (decoded, found) = self.analyse(raw, Some(&mut *ex));
                 let explain = self.config.classifier.explain_tokens > 0;
-                (found, Some(l.model.classify(ex, explain)))
+                (
+                    decoded.truncated,
+                    found,
+                    Some(l.model.classify(ex, explain)),
+                )
             }),
         };
         let keywords = loaded.as_ref().map_or(&self.keywords, |l| &l.keywords);
@@ -256,6 +264,7 @@ impl Engine {
             reason,
             hits,
             tokens,
+            truncated,
         }
     }
 
@@ -597,6 +606,51 @@ mod tests {
             }
         );
         assert!(v.score > 0.0);
+    }
+
+    /// Issue 14 (4): padding before the spam must not push it past the text cap,
+    /// and a cut must show in the verdict.
+    #[test]
+    fn padding_does_not_hide_spam_and_a_cut_is_shown() {
+        let spam = "代开发票，优惠特价，免费咨询，赚钱发财！";
+        let mib = 1 << 20;
+        let html = |pad: &str| {
+            format!(
+                "Subject: hi\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+                 <html><body>{pad}<p>{spam}</p></body></html>\r\n"
+            )
+        };
+        let plain = |pad: &str| {
+            format!("Subject: hi\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{pad}{spam}\r\n")
+        };
+        let engine = engine();
+        let want = engine.scan(plain("").as_bytes(), &Envelope::default());
+        assert!(want.score > 0.0 && !want.truncated, "{want:?}");
+        let json = serde_json::to_value(&want).unwrap();
+        assert!(json.get("truncated").is_none(), "{json}");
+        let padded = [
+            html(&format!("<!--{}-->", "x".repeat(mib))),
+            html(&format!(
+                "<div style=\"display:none\">{}</div>",
+                "padding ".repeat(mib / 8 + 1)
+            )),
+            html(&" \r\n".repeat(mib / 3 + 1)),
+            html(&"\u{200B}".repeat(mib / 3 + 1)),
+            plain(&" \t\r\n".repeat(mib / 4 + 1)),
+            plain(&"\u{200B}\u{FEFF} ".repeat(mib / 7 + 1)),
+        ];
+        for (i, raw) in padded.iter().enumerate() {
+            let v = engine.scan(raw.as_bytes(), &Envelope::default());
+            assert_eq!(v.score, want.score, "padding {i}: {v:?}");
+            assert!(!v.truncated, "padding {i}");
+        }
+        // More visible text than the cap: cut, and said so.
+        let v = engine.scan(
+            plain(&"word ".repeat(mib / 5 + 100)).as_bytes(),
+            &Envelope::default(),
+        );
+        assert!(v.truncated, "{v:?}");
+        assert_eq!(serde_json::to_value(&v).unwrap()["truncated"], true);
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn failed(cfg: &Config, error: String) -> Verdict {
         reason: Reason::Failed { error },
         hits: Vec::new(),
         tokens: Vec::new(),
+        truncated: false,
     }
 }
 

@@ -248,4 +248,9 @@ pub struct Verdict {
     /// weights, strongest first) then ham-wards (negative).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<TokenWeight>,
+    /// Some of the message's text was not scanned: it had more than
+    /// `decode::MAX_TEXT_BYTES` (1 MiB) of visible text, or more than
+    /// `decode::MAX_PARTS` (64) text parts. Omitted from JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
