@@ -169,6 +169,14 @@ impl Engine {
         self.classifier.as_ref().and_then(LiveModel::last_error)
     }
 
+    /// How many versions of the model file were refused since the engine was
+    /// built, each counted once (a refused file is not read again until it
+    /// changes); 0 without a model file. A caller that sees it grow can report
+    /// [`Engine::model_reload_error`] once per refusal.
+    pub fn model_reload_failures(&self) -> u64 {
+        self.classifier.as_ref().map_or(0, LiveModel::failures)
+    }
+
     /// Blocks until everything loaded in the background (the jieba dictionary) is
     /// ready, so that the next scan runs at full speed. Scanning without calling
     /// this is fine: the first Chinese hit waits instead.
@@ -199,18 +207,31 @@ impl Engine {
     /// route (where a proven allow entry delivers whatever the score: allowed mail
     /// is scanned all the same, so its verdict shows the score and hits).
     pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Verdict {
-        match catch_unwind(AssertUnwindSafe(|| self.scan_unguarded(raw, envelope))) {
+        self.scan_sized(raw, Some(raw.len() as u64), envelope)
+    }
+
+    /// [`Engine::scan`] for a message that a reader bounded by `[limits]
+    /// max_message_size` read: `raw` is the whole message, or, for one over the
+    /// limit, its first bytes (at most the limit and one byte) or none. `size` is
+    /// the message's full size when known (a file's metadata), `None` when reading
+    /// stopped past the limit without measuring the rest (a pipe, a device): the
+    /// verdict's [`Reason::Oversize`](crate::Reason::Oversize) then says "more than
+    /// the limit". A message within the limit is scanned as by [`Engine::scan`].
+    pub fn scan_sized(&self, raw: &[u8], size: Option<u64>, envelope: &Envelope) -> Verdict {
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.scan_unguarded(raw, size, envelope)
+        })) {
             Ok(v) => v,
             Err(panic) => route::failed(&self.config, panic_message(&*panic)),
         }
     }
 
-    fn scan_unguarded(&self, raw: &[u8], envelope: &Envelope) -> Verdict {
+    fn scan_unguarded(&self, raw: &[u8], size: Option<u64>, envelope: &Envelope) -> Verdict {
         #[cfg(test)]
         if tests::PANIC_IN_SCAN.with(std::cell::Cell::get) {
             panic!("injected failure");
         }
-        let allowed = match route::pre_scan(&self.config, envelope, raw) {
+        let allowed = match route::pre_scan_sized(&self.config, envelope, raw, size) {
             route::PreScan::Decided(action, reply, reason) => {
                 return Verdict {
                     action,
@@ -651,6 +672,43 @@ mod tests {
         );
         assert!(v.truncated, "{v:?}");
         assert_eq!(serde_json::to_value(&v).unwrap()["truncated"], true);
+    }
+
+    /// Issue 14 (6): a reader bounded by the size limit passes the true size when
+    /// it knows it, and the verdict says "more than" when it does not.
+    #[test]
+    fn oversize_by_size_alone() {
+        let engine = allow_engine("");
+        let limit = engine.config().max_message_size;
+        let v = engine.scan_sized(b"", Some(2 << 30), &Envelope::default());
+        assert_eq!(v.action, Action::Reject);
+        assert_eq!(
+            v.reason,
+            crate::Reason::Oversize {
+                size: 2 << 30,
+                limit,
+                size_unknown: false
+            }
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        assert!(json["reason"].get("size_unknown").is_none(), "{json}");
+        let head = vec![0u8; limit + 1];
+        let v = engine.scan_sized(&head, None, &Envelope::default());
+        assert_eq!(
+            v.reason,
+            crate::Reason::Oversize {
+                size: limit + 1,
+                limit,
+                size_unknown: true
+            }
+        );
+        assert_eq!(
+            v.reason.to_string(),
+            format!("message of more than {limit} bytes exceeds the limit of {limit}")
+        );
+        // Within the limit: an ordinary scan.
+        let v = engine.scan_sized(SPAM.as_bytes(), None, &Envelope::default());
+        assert_eq!(v, engine.scan(SPAM.as_bytes(), &Envelope::default()));
     }
 
     #[test]
