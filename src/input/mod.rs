@@ -57,15 +57,6 @@ enum Body {
 }
 
 impl Message {
-    /// A message already in memory.
-    pub fn bytes(name: String, bytes: Vec<u8>) -> Message {
-        let size = Some(bytes.len() as u64);
-        Message {
-            name,
-            body: Body::Bytes(Input { bytes, size }),
-        }
-    }
-
     /// A message that could not be read, carried on so it is reported in order.
     pub fn failed(name: String, error: io::Error) -> Message {
         Message {
@@ -167,6 +158,7 @@ fn expand(path: &Path, limit: usize) -> Box<dyn Iterator<Item = Message> + Send>
         return Box::new(mbox::messages(
             name,
             BufReader::new(io::Cursor::new(head).chain(file)),
+            limit,
         ));
     }
     Box::new(std::iter::once(Message {
@@ -194,6 +186,7 @@ fn stream(
         return Box::new(mbox::messages(
             name,
             BufReader::new(io::Cursor::new(head).chain(reader)),
+            limit,
         ));
     }
     let message = match read_bounded(head, reader, limit) {
@@ -284,6 +277,43 @@ mod tests {
                 "/plain/m.eml"
             ]
         );
+    }
+
+    /// Issue 14 (6): an mbox message is kept up to the limit and one byte, with
+    /// its full size; within the limit, the split is mail-parser's.
+    #[test]
+    fn mbox_messages_are_bounded_and_split_as_before() {
+        let long_line = "x".repeat(5000);
+        let text = format!(
+            "junk before\nFrom a@b Sat Jan  1 00:00:00 2000\nSubject: 1\n\none\n\
+             From c@d Sat Jan  1 00:00:00 2000 {long_line}\nSubject: 2\n\n{long_line}\n{long_line}\n\
+             From e@f Sat Jan  1 00:00:00 2000\nSubject: 3\n\n>From here\n>>From there\n>no\nlast"
+        );
+        let limit = 100;
+        let ours: Vec<_> = mbox::messages("box".into(), text.as_bytes(), limit)
+            .map(|m| m.load(limit))
+            .collect();
+        let names: Vec<&str> = ours.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["box#1", "box#2", "box#3"]);
+        let theirs: Vec<Vec<u8>> =
+            mail_parser::mailbox::mbox::MessageIterator::new(text.as_bytes())
+                .map(|m| m.unwrap().unwrap_contents())
+                .collect();
+        assert_eq!(theirs.len(), 3);
+        for (i, ((_, input), want)) in ours.iter().zip(&theirs).enumerate() {
+            let input = input.as_ref().unwrap();
+            assert_eq!(input.size, Some(want.len() as u64), "message {i}");
+            let kept = want.len().min(limit + 1);
+            assert_eq!(input.bytes, want[..kept], "message {i}");
+        }
+        assert!(ours[0].1.as_ref().unwrap().is_complete());
+        assert!(!ours[1].1.as_ref().unwrap().is_complete());
+        assert!(String::from_utf8_lossy(&theirs[2]).contains("\nFrom here\n>From there\n>no\n"));
+        // A single message keeps the file's name.
+        let one: Vec<_> = mbox::messages("one".into(), &b"From a\nSubject: x\n\ny\n"[..], 10)
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(one, ["one"]);
     }
 
     #[test]
