@@ -173,3 +173,65 @@ fn eval_split_and_train_modes_report_ranking_figures() {
     let out = run(chaff().args(["eval", "--split", "1.5"]).arg(&index));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Issue 14 (8): a running scanner whose model file is replaced by a broken one
+/// keeps scoring with the previous model and warns once on stderr.
+#[test]
+fn score_warns_once_when_the_model_is_replaced_by_a_broken_file() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = trained(dir.path());
+    std::fs::write(
+        &config,
+        "model = \"chaff.model\"\n[classifier]\nreload_interval_ms = 0\n",
+    )
+    .expect("config");
+    let mut child = chaff()
+        .args(["score", "--jobs", "1", "--config"])
+        .arg(&config)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chaff runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 1 << 16];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            all.extend_from_slice(&buf[..n]);
+            let _ = tx.send(());
+        }
+        all
+    });
+    let messages = |range: std::ops::Range<u32>| -> String {
+        range
+            .map(|i| format!("From a@b Sat Jan  1 00:00:00 2000\nSubject: m{i}\n\nhello world\n\n"))
+            .collect()
+    };
+    // Enough messages that output is flushed: the scanner then runs on the model.
+    stdin
+        .write_all(messages(0..3000).as_bytes())
+        .expect("write");
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("output before the model is replaced");
+    let model = dir.path().join("chaff.model");
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, "# not a model\n").expect("broken");
+    std::fs::rename(&broken, &model).expect("replace");
+    stdin
+        .write_all(messages(3000..3100).as_bytes())
+        .expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().expect("chaff ends");
+    let lines = reader.join().expect("reader");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&lines).lines().count(), 3100);
+    let err = stderr(&out);
+    assert_eq!(err.matches("model file refused").count(), 1, "{err}");
+    assert!(err.contains("not a chaff model"), "{err}");
+}

@@ -77,9 +77,20 @@ pub fn run(args: ExplainBounceArgs) -> Result<ExitCode, CliError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut failures = 0u64;
-    for message in crate::input::messages(&args.paths) {
-        let (name, bytes) = message.load();
+    // Bounces are read with the scanner's default size limit.
+    let limit = chaff::Config::default().max_message_size;
+    for message in crate::input::messages(&args.paths, limit) {
+        let (name, input) = message.load(limit);
         let name = clean(&name);
+        let bytes = input.and_then(|input| {
+            if input.is_complete() {
+                Ok(input.bytes)
+            } else {
+                Err(std::io::Error::other(format!(
+                    "larger than the limit of {limit} bytes"
+                )))
+            }
+        });
         let text = match bytes {
             Ok(raw) => render(args.format, lang, &name, &explainer.explain(&raw)),
             Err(e) => {

@@ -82,10 +82,12 @@ pub fn scan_labelled(
         elapsed: 0.0,
     };
     let started = Instant::now();
+    let limit = engine.config().max_message_size;
     ordered.run(
         labelled,
         |item| {
-            let result = std::fs::read(&item.path).map(|raw| engine.scan(&raw, &envelope));
+            let result = crate::input::read_path(&item.path, limit)
+                .map(|input| engine.scan_sized(&input.bytes, input.size, &envelope));
             (item, result.map(|v| (v.score, v.action != Action::Deliver)))
         },
         |(item, result)| {

@@ -62,10 +62,16 @@ pub fn run(args: LearnArgs) -> Result<ExitCode, CliError> {
     let spam = args.spam;
     let label = if spam { "spam" } else { "ham" };
     let (mut learned, mut changed, mut failures) = (0u64, 0u64, 0u64);
-    for message in crate::input::messages(&args.paths) {
-        let (name, bytes) = message.load();
-        let raw = match bytes {
-            Ok(raw) => raw,
+    let limit = engine.config().max_message_size;
+    for message in crate::input::messages(&args.paths, limit) {
+        let (name, input) = message.load(limit);
+        let raw = match input {
+            Ok(input) if input.is_complete() => input.bytes,
+            Ok(_) => {
+                eprintln!("chaff: {name}: larger than the limit of {limit} bytes, not learned");
+                failures += 1;
+                continue;
+            }
             Err(e) => {
                 eprintln!("chaff: {name}: {e}");
                 failures += 1;

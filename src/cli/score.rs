@@ -29,19 +29,25 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode, CliError> {
     let envelope = Envelope::default();
     let mut failures = 0u64;
     let mut write_error = None;
+    let mut refused = 0;
+    let limit = engine.config().max_message_size;
     ordered.run(
-        crate::input::messages(&args.paths),
+        crate::input::messages(&args.paths, limit),
         |message| {
-            let (name, bytes) = message.load();
-            match bytes {
-                Ok(raw) => (
-                    true,
-                    output::verdict_line(args.batch.format, &name, &engine.scan(&raw, &envelope)),
-                ),
+            let (name, input) = message.load(limit);
+            match input {
+                Ok(input) => {
+                    let verdict = engine.scan_sized(&input.bytes, input.size, &envelope);
+                    (
+                        true,
+                        output::verdict_line(args.batch.format, &name, &verdict),
+                    )
+                }
                 Err(e) => (false, output::error_line(args.batch.format, &name, &e)),
             }
         },
         |(ok, line)| {
+            warn_refused_model(&engine, &mut refused);
             failures += u64::from(!ok);
             bar.inc(1);
             if write_error.is_none()
@@ -61,4 +67,16 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a warning on stderr, once per refused version of the model file, when
+/// the engine refused to reload it (the previous model keeps serving, but the next
+/// start will fail on the file).
+pub fn warn_refused_model(engine: &chaff::Engine, seen: &mut u64) {
+    let now = engine.model_reload_failures();
+    if now > *seen {
+        *seen = now;
+        let why = engine.model_reload_error().unwrap_or_default();
+        eprintln!("chaff: warning: model file refused, the previous model keeps serving: {why}");
+    }
 }

@@ -110,9 +110,10 @@ fn train(
     let mut trainer = Trainer::new(cfg);
     let mut unreadable = 0u64;
     let started = Instant::now();
+    let limit = config.max_message_size;
     ordered.run(
         labelled,
-        |item| match std::fs::read(&item.path) {
+        |item| match crate::input::read_whole(&item.path, limit) {
             Ok(raw) => Ok(prepare(&engine, &features, &raw, item.spam)),
             Err(e) => Err(format!("{}: {e}", item.path.display())),
         },
@@ -311,6 +312,7 @@ fn eval_logistic(
         elapsed,
     } = scan_labelled(&engine, test_set, jobs)?;
     let ordered = Ordered::new(jobs);
+    let limit = engine.config().max_message_size;
     // The classifier alone, on the same test messages (not timed).
     let classifier_alone = engine.model().map(|loaded| {
         let model = &loaded.model;
@@ -319,7 +321,7 @@ fn eval_logistic(
         ordered.run(
             test_paths,
             |(spam, path)| {
-                std::fs::read(&path)
+                crate::input::read_whole(&path, limit)
                     .ok()
                     .map(|raw| (prepare(&engine, &features, &raw, spam), spam))
             },
@@ -356,9 +358,13 @@ fn examples(
     let ordered = Ordered::new(jobs);
     let mut out = Vec::with_capacity(set.len());
     let mut unreadable = 0;
+    let limit = engine.config().max_message_size;
     ordered.run(
         set,
-        |item| std::fs::read(&item.path).map(|raw| prepare(engine, &features, &raw, item.spam)),
+        |item| {
+            crate::input::read_whole(&item.path, limit)
+                .map(|raw| prepare(engine, &features, &raw, item.spam))
+        },
         |r| match r {
             Ok(e) => out.push(e),
             Err(_) => unreadable += 1,

@@ -14,6 +14,28 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+/// A message's bytes, as far as they were read.
+///
+/// Readers stop one byte past the size limit they are given (`[limits]
+/// max_message_size`), and read nothing of a file whose metadata already says it
+/// is larger: the engine answers such a message by its size alone
+/// ([`chaff::Engine::scan_sized`]).
+#[derive(Debug)]
+pub struct Input {
+    /// The message, or (over the limit) its first bytes or none.
+    pub bytes: Vec<u8>,
+    /// The message's full size when known (from the bytes, or a file's metadata);
+    /// `None` when reading stopped past the limit and the rest was not measured.
+    pub size: Option<u64>,
+}
+
+impl Input {
+    /// Is this the whole message?
+    pub fn is_complete(&self) -> bool {
+        self.size == Some(self.bytes.len() as u64)
+    }
+}
+
 /// One message to scan, not yet read.
 #[derive(Debug)]
 pub struct Message {
@@ -24,28 +46,17 @@ pub struct Message {
 
 #[derive(Debug)]
 enum Body {
-    File(PathBuf),
-    Bytes(Vec<u8>),
+    /// A regular file, opened (once) and sniffed: `head` is what was read of it.
+    File {
+        head: Vec<u8>,
+        file: File,
+        len: u64,
+    },
+    Bytes(Input),
     Failed(io::Error),
 }
 
 impl Message {
-    /// A message in its own file, read later.
-    pub fn file(path: PathBuf) -> Message {
-        Message {
-            name: path.display().to_string(),
-            body: Body::File(path),
-        }
-    }
-
-    /// A message already in memory.
-    pub fn bytes(name: String, bytes: Vec<u8>) -> Message {
-        Message {
-            name,
-            body: Body::Bytes(bytes),
-        }
-    }
-
     /// A message that could not be read, carried on so it is reported in order.
     pub fn failed(name: String, error: io::Error) -> Message {
         Message {
@@ -54,56 +65,152 @@ impl Message {
         }
     }
 
-    /// The message's bytes.
-    pub fn load(self) -> (String, io::Result<Vec<u8>>) {
-        let bytes = match self.body {
-            Body::File(path) => std::fs::read(&path),
+    /// The message's bytes, at most `limit + 1` of them (none when the file's
+    /// metadata says it is over `limit`).
+    pub fn load(self, limit: usize) -> (String, io::Result<Input>) {
+        let input = match self.body {
+            Body::File { head, file, len } => {
+                if len > limit as u64 {
+                    Ok(Input {
+                        bytes: Vec::new(),
+                        size: Some(len),
+                    })
+                } else {
+                    read_bounded(head, file, limit)
+                }
+            }
             Body::Bytes(b) => Ok(b),
             Body::Failed(e) => Err(e),
         };
-        (self.name, bytes)
+        (self.name, input)
+    }
+}
+
+/// `head` then the rest of `reader`, up to `limit + 1` bytes in all.
+fn read_bounded(mut head: Vec<u8>, reader: impl Read, limit: usize) -> io::Result<Input> {
+    let cap = (limit as u64).saturating_add(1);
+    let rest = cap.saturating_sub(head.len() as u64);
+    reader.take(rest).read_to_end(&mut head)?;
+    let size = (head.len() <= limit).then_some(head.len() as u64);
+    Ok(Input { bytes: head, size })
+}
+
+/// Reads one message file, at most `limit + 1` bytes of it (none when its
+/// metadata says it is larger than `limit`).
+pub fn read_path(path: &Path, limit: usize) -> io::Result<Input> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_file() && meta.len() > limit as u64 {
+        return Ok(Input {
+            bytes: Vec::new(),
+            size: Some(meta.len()),
+        });
+    }
+    read_bounded(Vec::new(), file, limit)
+}
+
+/// Reads one whole message file of at most `limit` bytes; a larger one is an
+/// error (read no further than `limit + 1` bytes), for readers that need every
+/// byte (training).
+pub fn read_whole(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    let input = read_path(path, limit)?;
+    if input.is_complete() {
+        Ok(input.bytes)
+    } else {
+        Err(io::Error::other(format!(
+            "larger than the limit of {limit} bytes"
+        )))
     }
 }
 
 /// Enumerates the messages of every path in order. `-` is standard input (one
-/// message, or an mbox when it starts with `From `).
-pub fn messages(paths: &[PathBuf]) -> impl Iterator<Item = Message> + '_ {
-    paths.iter().flat_map(|p| expand(p))
+/// message, or an mbox when it starts with `From `). Every input is opened once
+/// and sniffed from the bytes read; named pipes, character devices and standard
+/// input are read as streams. A single message is read up to `limit + 1` bytes.
+pub fn messages(paths: &[PathBuf], limit: usize) -> impl Iterator<Item = Message> + '_ {
+    paths.iter().flat_map(move |p| expand(p, limit))
 }
 
-fn expand(path: &Path) -> Box<dyn Iterator<Item = Message> + Send> {
+fn expand(path: &Path, limit: usize) -> Box<dyn Iterator<Item = Message> + Send> {
     let name = path.display().to_string();
     if name == "-" {
-        let mut bytes = Vec::new();
-        return match io::stdin().lock().read_to_end(&mut bytes) {
-            Ok(_) if mbox::looks_like_mbox(&bytes) => {
-                Box::new(mbox::messages(name, io::Cursor::new(bytes)))
-            }
-            Ok(_) => Box::new(std::iter::once(Message::bytes(name, bytes))),
-            Err(e) => Box::new(std::iter::once(Message::failed(name, e))),
-        };
+        return stream(name, io::stdin(), limit);
     }
-    let meta = match std::fs::metadata(path) {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Box::new(std::iter::once(Message::failed(name, e))),
+    };
+    let meta = match file.metadata() {
         Ok(m) => m,
         Err(e) => return Box::new(std::iter::once(Message::failed(name, e))),
     };
     if meta.is_dir() {
-        return Box::new(walk(path));
+        return Box::new(walk(path, limit));
     }
-    match is_mbox_file(path) {
-        Ok(true) => match File::open(path) {
-            Ok(f) => Box::new(mbox::messages(name, BufReader::new(f))),
-            Err(e) => Box::new(std::iter::once(Message::failed(name, e))),
+    if !meta.is_file() {
+        return stream(name, file, limit);
+    }
+    let head = match sniff(&mut &file) {
+        Ok(h) => h,
+        Err(e) => return Box::new(std::iter::once(Message::failed(name, e))),
+    };
+    if mbox::looks_like_mbox(&head) {
+        return Box::new(mbox::messages(
+            name,
+            BufReader::new(io::Cursor::new(head).chain(file)),
+            limit,
+        ));
+    }
+    Box::new(std::iter::once(Message {
+        name,
+        body: Body::File {
+            head,
+            file,
+            len: meta.len(),
         },
-        Ok(false) => Box::new(std::iter::once(Message::file(path.to_path_buf()))),
-        Err(e) => Box::new(std::iter::once(Message::failed(name, e))),
+    }))
+}
+
+/// A stream (standard input, a named pipe, a device): an mbox when it starts like
+/// one, else one message read up to `limit + 1` bytes.
+fn stream(
+    name: String,
+    mut reader: impl Read + Send + 'static,
+    limit: usize,
+) -> Box<dyn Iterator<Item = Message> + Send> {
+    let head = match sniff(&mut reader) {
+        Ok(h) => h,
+        Err(e) => return Box::new(std::iter::once(Message::failed(name, e))),
+    };
+    if mbox::looks_like_mbox(&head) {
+        return Box::new(mbox::messages(
+            name,
+            BufReader::new(io::Cursor::new(head).chain(reader)),
+            limit,
+        ));
     }
+    let message = match read_bounded(head, reader, limit) {
+        Ok(input) => Message {
+            name,
+            body: Body::Bytes(input),
+        },
+        Err(e) => Message::failed(name, e),
+    };
+    Box::new(std::iter::once(message))
+}
+
+/// The first bytes of an input (as many as it takes to tell an mbox), kept to be
+/// read again from memory: the input is never reopened or rewound.
+fn sniff(reader: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(8);
+    reader.take(b"From ".len() as u64).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 /// Every file under a directory, recursively and sorted. Maildir `tmp/` folders
 /// (messages still being written) and dot-files are skipped; mbox files found in
 /// the tree are split.
-fn walk(dir: &Path) -> impl Iterator<Item = Message> + use<> {
+fn walk(dir: &Path, limit: usize) -> impl Iterator<Item = Message> + use<> {
     walkdir::WalkDir::new(dir)
         .sort_by_file_name()
         .into_iter()
@@ -113,9 +220,9 @@ fn walk(dir: &Path) -> impl Iterator<Item = Message> + use<> {
                 || !(name.starts_with('.')
                     || (e.file_type().is_dir() && name == "tmp" && is_maildir(e.path().parent())))
         })
-        .flat_map(|entry| -> Box<dyn Iterator<Item = Message> + Send> {
+        .flat_map(move |entry| -> Box<dyn Iterator<Item = Message> + Send> {
             match entry {
-                Ok(e) if e.file_type().is_file() => expand(e.path()),
+                Ok(e) if e.file_type().is_file() => expand(e.path(), limit),
                 Ok(_) => Box::new(std::iter::empty()),
                 Err(e) => {
                     let name = e
@@ -129,19 +236,6 @@ fn walk(dir: &Path) -> impl Iterator<Item = Message> + use<> {
 
 fn is_maildir(dir: Option<&Path>) -> bool {
     dir.is_some_and(|d| d.join("cur").is_dir() && d.join("new").is_dir())
-}
-
-fn is_mbox_file(path: &Path) -> io::Result<bool> {
-    let mut head = [0u8; 5];
-    let mut f = File::open(path)?;
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(mbox::looks_like_mbox(&head[..n]))
 }
 
 #[cfg(test)]
@@ -165,7 +259,7 @@ mod tests {
             "From a@b Sat Jan  1 00:00:00 2000\nSubject: d\n\nx\n\nFrom c@d Sat Jan  1 00:00:00 2000\nSubject: e\n\ny\n",
         )
         .unwrap();
-        let names: Vec<String> = messages(&[root.to_path_buf()])
+        let names: Vec<String> = messages(&[root.to_path_buf()], 1 << 20)
             .map(|m| {
                 m.name
                     .strip_prefix(&root.display().to_string())
@@ -185,10 +279,47 @@ mod tests {
         );
     }
 
+    /// Issue 14 (6): an mbox message is kept up to the limit and one byte, with
+    /// its full size; within the limit, the split is mail-parser's.
+    #[test]
+    fn mbox_messages_are_bounded_and_split_as_before() {
+        let long_line = "x".repeat(5000);
+        let text = format!(
+            "junk before\nFrom a@b Sat Jan  1 00:00:00 2000\nSubject: 1\n\none\n\
+             From c@d Sat Jan  1 00:00:00 2000 {long_line}\nSubject: 2\n\n{long_line}\n{long_line}\n\
+             From e@f Sat Jan  1 00:00:00 2000\nSubject: 3\n\n>From here\n>>From there\n>no\nlast"
+        );
+        let limit = 100;
+        let ours: Vec<_> = mbox::messages("box".into(), text.as_bytes(), limit)
+            .map(|m| m.load(limit))
+            .collect();
+        let names: Vec<&str> = ours.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["box#1", "box#2", "box#3"]);
+        let theirs: Vec<Vec<u8>> =
+            mail_parser::mailbox::mbox::MessageIterator::new(text.as_bytes())
+                .map(|m| m.unwrap().unwrap_contents())
+                .collect();
+        assert_eq!(theirs.len(), 3);
+        for (i, ((_, input), want)) in ours.iter().zip(&theirs).enumerate() {
+            let input = input.as_ref().unwrap();
+            assert_eq!(input.size, Some(want.len() as u64), "message {i}");
+            let kept = want.len().min(limit + 1);
+            assert_eq!(input.bytes, want[..kept], "message {i}");
+        }
+        assert!(ours[0].1.as_ref().unwrap().is_complete());
+        assert!(!ours[1].1.as_ref().unwrap().is_complete());
+        assert!(String::from_utf8_lossy(&theirs[2]).contains("\nFrom here\n>From there\n>no\n"));
+        // A single message keeps the file's name.
+        let one: Vec<_> = mbox::messages("one".into(), &b"From a\nSubject: x\n\ny\n"[..], 10)
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(one, ["one"]);
+    }
+
     #[test]
     fn missing_paths_are_reported_not_dropped() {
-        let all: Vec<_> = messages(&[PathBuf::from("/nonexistent/chaff")]).collect();
+        let all: Vec<_> = messages(&[PathBuf::from("/nonexistent/chaff")], 1 << 20).collect();
         assert_eq!(all.len(), 1);
-        assert!(all.into_iter().next().unwrap().load().1.is_err());
+        assert!(all.into_iter().next().unwrap().load(1 << 20).1.is_err());
     }
 }

@@ -390,6 +390,7 @@ fn failed(engine: &Engine, error: &str) -> chaff_verdict {
         },
         hits: Vec::new(),
         tokens: Vec::new(),
+        truncated: false,
     })
 }
 

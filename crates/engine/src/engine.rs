@@ -169,6 +169,14 @@ impl Engine {
         self.classifier.as_ref().and_then(LiveModel::last_error)
     }
 
+    /// How many versions of the model file were refused since the engine was
+    /// built, each counted once (a refused file is not read again until it
+    /// changes); 0 without a model file. A caller that sees it grow can report
+    /// [`Engine::model_reload_error`] once per refusal.
+    pub fn model_reload_failures(&self) -> u64 {
+        self.classifier.as_ref().map_or(0, LiveModel::failures)
+    }
+
     /// Blocks until everything loaded in the background (the jieba dictionary) is
     /// ready, so that the next scan runs at full speed. Scanning without calling
     /// this is fine: the first Chinese hit waits instead.
@@ -199,18 +207,31 @@ impl Engine {
     /// route (where a proven allow entry delivers whatever the score: allowed mail
     /// is scanned all the same, so its verdict shows the score and hits).
     pub fn scan(&self, raw: &[u8], envelope: &Envelope) -> Verdict {
-        match catch_unwind(AssertUnwindSafe(|| self.scan_unguarded(raw, envelope))) {
+        self.scan_sized(raw, Some(raw.len() as u64), envelope)
+    }
+
+    /// [`Engine::scan`] for a message that a reader bounded by `[limits]
+    /// max_message_size` read: `raw` is the whole message, or, for one over the
+    /// limit, its first bytes (at most the limit and one byte) or none. `size` is
+    /// the message's full size when known (a file's metadata), `None` when reading
+    /// stopped past the limit without measuring the rest (a pipe, a device): the
+    /// verdict's [`Reason::Oversize`](crate::Reason::Oversize) then says "more than
+    /// the limit". A message within the limit is scanned as by [`Engine::scan`].
+    pub fn scan_sized(&self, raw: &[u8], size: Option<u64>, envelope: &Envelope) -> Verdict {
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.scan_unguarded(raw, size, envelope)
+        })) {
             Ok(v) => v,
             Err(panic) => route::failed(&self.config, panic_message(&*panic)),
         }
     }
 
-    fn scan_unguarded(&self, raw: &[u8], envelope: &Envelope) -> Verdict {
+    fn scan_unguarded(&self, raw: &[u8], size: Option<u64>, envelope: &Envelope) -> Verdict {
         #[cfg(test)]
         if tests::PANIC_IN_SCAN.with(std::cell::Cell::get) {
             panic!("injected failure");
         }
-        let allowed = match route::pre_scan(&self.config, envelope, raw) {
+        let allowed = match route::pre_scan_sized(&self.config, envelope, raw, size) {
             route::PreScan::Decided(action, reply, reason) => {
                 return Verdict {
                     action,
@@ -219,17 +240,25 @@ impl Engine {
                     reason,
                     hits: Vec::new(),
                     tokens: Vec::new(),
+                    truncated: false,
                 };
             }
             route::PreScan::Scan(allowed) => allowed,
         };
         let loaded = self.model();
-        let (found, classification) = match &loaded {
-            None => (self.find(&self.decode(raw)), None),
+        let (truncated, found, classification) = match &loaded {
+            None => {
+                let decoded = self.decode(raw);
+                (decoded.truncated, self.find(&decoded), None)
+            }
             Some(l) => classify::with_extractor(&l.model.meta.features, |ex| {
-                let (_, found) = self.analyse(raw, Some(&mut *ex));
+                let (decoded, found) = self.analyse(raw, Some(&mut *ex));
                 let explain = self.config.classifier.explain_tokens > 0;
-                (found, Some(l.model.classify(ex, explain)))
+                (
+                    decoded.truncated,
+                    found,
+                    Some(l.model.classify(ex, explain)),
+                )
             }),
         };
         let keywords = loaded.as_ref().map_or(&self.keywords, |l| &l.keywords);
@@ -256,6 +285,7 @@ impl Engine {
             reason,
             hits,
             tokens,
+            truncated,
         }
     }
 
@@ -597,6 +627,88 @@ mod tests {
             }
         );
         assert!(v.score > 0.0);
+    }
+
+    /// Issue 14 (4): padding before the spam must not push it past the text cap,
+    /// and a cut must show in the verdict.
+    #[test]
+    fn padding_does_not_hide_spam_and_a_cut_is_shown() {
+        let spam = "代开发票，优惠特价，免费咨询，赚钱发财！";
+        let mib = 1 << 20;
+        let html = |pad: &str| {
+            format!(
+                "Subject: hi\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+                 <html><body>{pad}<p>{spam}</p></body></html>\r\n"
+            )
+        };
+        let plain = |pad: &str| {
+            format!("Subject: hi\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{pad}{spam}\r\n")
+        };
+        let engine = engine();
+        let want = engine.scan(plain("").as_bytes(), &Envelope::default());
+        assert!(want.score > 0.0 && !want.truncated, "{want:?}");
+        let json = serde_json::to_value(&want).unwrap();
+        assert!(json.get("truncated").is_none(), "{json}");
+        let padded = [
+            html(&format!("<!--{}-->", "x".repeat(mib))),
+            html(&format!(
+                "<div style=\"display:none\">{}</div>",
+                "padding ".repeat(mib / 8 + 1)
+            )),
+            html(&" \r\n".repeat(mib / 3 + 1)),
+            html(&"\u{200B}".repeat(mib / 3 + 1)),
+            plain(&" \t\r\n".repeat(mib / 4 + 1)),
+            plain(&"\u{200B}\u{FEFF} ".repeat(mib / 7 + 1)),
+        ];
+        for (i, raw) in padded.iter().enumerate() {
+            let v = engine.scan(raw.as_bytes(), &Envelope::default());
+            assert_eq!(v.score, want.score, "padding {i}: {v:?}");
+            assert!(!v.truncated, "padding {i}");
+        }
+        // More visible text than the cap: cut, and said so.
+        let v = engine.scan(
+            plain(&"word ".repeat(mib / 5 + 100)).as_bytes(),
+            &Envelope::default(),
+        );
+        assert!(v.truncated, "{v:?}");
+        assert_eq!(serde_json::to_value(&v).unwrap()["truncated"], true);
+    }
+
+    /// Issue 14 (6): a reader bounded by the size limit passes the true size when
+    /// it knows it, and the verdict says "more than" when it does not.
+    #[test]
+    fn oversize_by_size_alone() {
+        let engine = allow_engine("");
+        let limit = engine.config().max_message_size;
+        let v = engine.scan_sized(b"", Some(2 << 30), &Envelope::default());
+        assert_eq!(v.action, Action::Reject);
+        assert_eq!(
+            v.reason,
+            crate::Reason::Oversize {
+                size: 2 << 30,
+                limit,
+                size_unknown: false
+            }
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        assert!(json["reason"].get("size_unknown").is_none(), "{json}");
+        let head = vec![0u8; limit + 1];
+        let v = engine.scan_sized(&head, None, &Envelope::default());
+        assert_eq!(
+            v.reason,
+            crate::Reason::Oversize {
+                size: limit + 1,
+                limit,
+                size_unknown: true
+            }
+        );
+        assert_eq!(
+            v.reason.to_string(),
+            format!("message of more than {limit} bytes exceeds the limit of {limit}")
+        );
+        // Within the limit: an ordinary scan.
+        let v = engine.scan_sized(SPAM.as_bytes(), None, &Envelope::default());
+        assert_eq!(v, engine.scan(SPAM.as_bytes(), &Envelope::default()));
     }
 
     #[test]

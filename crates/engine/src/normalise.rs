@@ -361,7 +361,7 @@ static ASCII_CLASS: [u8; 256] = {
 
 /// Invisible chars that are dropped: C1 controls, format (Cf) chars, variation
 /// selectors, combining grapheme joiner, Hangul fillers and similar blanks.
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(c as u32,
         0x00..=0x1F | 0x7F..=0x9F
         | 0xAD | 0x34F | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890 | 0x891 | 0x8E2

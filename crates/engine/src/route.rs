@@ -44,7 +44,20 @@ pub enum PreScan {
 /// the allow entry (if any) that applies. `raw` is the whole message (only its
 /// header block is read, and only when an allow entry's pattern matches).
 pub fn pre_scan(cfg: &Config, env: &Envelope, raw: &[u8]) -> PreScan {
-    let size = raw.len();
+    pre_scan_sized(cfg, env, raw, Some(raw.len() as u64))
+}
+
+/// [`pre_scan`] for a message of which `raw` was read: all of it, or, over the
+/// size limit, its first bytes (or none). `size` is its full size when known;
+/// `None` when reading stopped past the limit unmeasured.
+pub fn pre_scan_sized(cfg: &Config, env: &Envelope, raw: &[u8], size: Option<u64>) -> PreScan {
+    let (size, size_unknown) = match size {
+        Some(n) => (
+            usize::try_from(n).unwrap_or(usize::MAX).max(raw.len()),
+            false,
+        ),
+        None => (raw.len(), raw.len() > cfg.max_message_size),
+    };
     if size > cfg.max_message_size {
         return PreScan::Decided(
             Action::Reject,
@@ -52,6 +65,7 @@ pub fn pre_scan(cfg: &Config, env: &Envelope, raw: &[u8]) -> PreScan {
             Reason::Oversize {
                 size,
                 limit: cfg.max_message_size,
+                size_unknown,
             },
         );
     }
@@ -219,6 +233,7 @@ pub fn failed(cfg: &Config, error: String) -> Verdict {
         reason: Reason::Failed { error },
         hits: Vec::new(),
         tokens: Vec::new(),
+        truncated: false,
     }
 }
 

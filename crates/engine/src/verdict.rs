@@ -148,10 +148,15 @@ pub enum Reason {
     },
     /// The message is larger than the configured maximum.
     Oversize {
-        /// The message's size in bytes.
+        /// The message's size in bytes; with `size_unknown`, only the bytes read.
         size: usize,
         /// The configured maximum.
         limit: usize,
+        /// The size was not measured: reading stopped past the limit (a stream, a
+        /// device), so the message has more than `limit` bytes. Omitted from JSON
+        /// when false.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        size_unknown: bool,
     },
     /// The scan failed (a bug: a stage panicked); the action is the configured
     /// `[limits] on_error`.
@@ -174,7 +179,17 @@ impl fmt::Display for Reason {
                 write!(f, "sender allow-listed by `{entry}` (proof: {proof})")
             }
             Reason::BlockListed { entry } => write!(f, "sender block-listed by `{entry}`"),
-            Reason::Oversize { size, limit } => {
+            Reason::Oversize {
+                limit,
+                size_unknown: true,
+                ..
+            } => {
+                write!(
+                    f,
+                    "message of more than {limit} bytes exceeds the limit of {limit}"
+                )
+            }
+            Reason::Oversize { size, limit, .. } => {
                 write!(f, "message of {size} bytes exceeds the limit of {limit}")
             }
             Reason::Failed { error } => write!(f, "scan failed ({error}): on_error action"),
@@ -248,4 +263,9 @@ pub struct Verdict {
     /// weights, strongest first) then ham-wards (negative).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<TokenWeight>,
+    /// Some of the message's text was not scanned: it had more than
+    /// `decode::MAX_TEXT_BYTES` (1 MiB) of visible text, or more than
+    /// `decode::MAX_PARTS` (64) text parts. Omitted from JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }

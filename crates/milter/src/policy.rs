@@ -370,7 +370,8 @@ fn token_word(t: &chaff::TokenWeight) -> String {
 /// with a trained model, `tokens` of the classifier each way (spam-wards, then
 /// ham-wards; the weight is what each added to the score, in points). In place of
 /// `thresholds`: `allow=ENTRY proof=dkim` for a proven allow-listed sender (its
-/// score and hits are real), `block=ENTRY`, `oversize` or `failed`.
+/// score and hits are real), `block=ENTRY`, `oversize` or `failed`; then
+/// `truncated` when some text was not scanned ([`Verdict::truncated`]).
 pub fn status_value(v: &Verdict, hits: usize, tokens: usize) -> String {
     let mut s = String::new();
     s.push_str(if v.action == Action::Deliver {
@@ -395,6 +396,9 @@ pub fn status_value(v: &Verdict, hits: usize, tokens: usize) -> String {
         Reason::Oversize { .. } => s.push_str(" oversize"),
         Reason::Failed { .. } => s.push_str(" failed"),
         _ => {}
+    }
+    if v.truncated {
+        s.push_str(" truncated");
     }
     if !v.hits.is_empty() && hits > 0 {
         s.push_str(" hits=");
@@ -579,6 +583,7 @@ mod tests {
                 },
             ],
             tokens: Vec::new(),
+            truncated: false,
         }
     }
 
@@ -596,6 +601,14 @@ mod tests {
             reply: Some("557 5.7.1 forbid to send spam mail".parse().unwrap()),
             ..Decision::new(outcome)
         }
+    }
+
+    #[test]
+    fn status_header_says_truncated() {
+        let mut v = verdict(Action::Quarantine, 7.0);
+        assert!(!status_value(&v, 5, 3).contains("truncated"));
+        v.truncated = true;
+        assert!(status_value(&v, 5, 3).contains("thresholds=6.00/12.00 truncated hits="));
     }
 
     #[test]

@@ -26,7 +26,7 @@
 use super::features::FEATURES_VERSION;
 use super::model::{Model, ModelMeta};
 pub use crate::error::ModelError;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The first bytes of every model file.
@@ -154,12 +154,37 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(x)
 }
 
-/// Reads a model file.
+/// The largest model file the format allows: header, the largest metadata, the
+/// largest weight table and the checksum.
+pub const MAX_FILE_LEN: u64 = HEADER as u64 + MAX_META + 4 + 4 * MAX_WEIGHTS + 4;
+
+/// Reads a model file: its header first, then no more than the length the header
+/// announces (and one byte, to see trailing bytes), refusing a length over
+/// [`MAX_FILE_LEN`] unread. So a huge file, or a device that never ends, costs at
+/// most the format's own maximum.
 pub fn load(path: &Path) -> Result<Model, ModelError> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::Io {
+    let io = |e| ModelError::Io {
         action: "read",
         source: e,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::with_capacity(HEADER);
+    (&file)
+        .take(HEADER as u64)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
+        return from_bytes(&bytes);
+    }
+    let want = u64_at(&bytes, 16);
+    if u32_at(&bytes, 8) == FORMAT_VERSION && !(HEADER as u64..=MAX_FILE_LEN).contains(&want) {
+        return Err(ModelError::Invalid(format!(
+            "announced length {want} out of range (at most {MAX_FILE_LEN})"
+        )));
+    }
+    let rest = want.saturating_sub(HEADER as u64).min(MAX_FILE_LEN) + 1;
+    bytes.reserve(usize::try_from(rest).unwrap_or(0));
+    (&file).take(rest).read_to_end(&mut bytes).map_err(io)?;
     from_bytes(&bytes)
 }
 
@@ -228,6 +253,37 @@ mod tests {
         let m = model();
         let b = to_bytes(&m).unwrap();
         assert_eq!(from_bytes(&b).unwrap(), m);
+    }
+
+    /// Issue 14 (6): a model file is read only as far as its header announces, and
+    /// a header announcing more than the format allows is refused unread.
+    #[test]
+    fn load_reads_at_most_the_announced_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        save(&model(), &good).unwrap();
+        assert_eq!(load(&good).unwrap(), model());
+        // A 4 GiB sparse file that starts like a model: refused without reading it.
+        let bytes = to_bytes(&model()).unwrap();
+        let huge = dir.path().join("huge");
+        let f = std::fs::File::create(&huge).unwrap();
+        (&f).write_all(&bytes).unwrap();
+        f.set_len(4 << 30).unwrap();
+        let e = load(&huge).unwrap_err();
+        assert!(matches!(e, ModelError::TrailingBytes { .. }), "{e}");
+        // A header announcing an absurd length: refused from the header alone.
+        let mut absurd = bytes[..HEADER].to_vec();
+        absurd[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        let path = dir.path().join("absurd");
+        let f = std::fs::File::create(&path).unwrap();
+        (&f).write_all(&absurd).unwrap();
+        f.set_len(1 << 40)
+            .unwrap_or_else(|_| f.set_len(4 << 30).unwrap());
+        let e = load(&path).unwrap_err();
+        assert!(matches!(e, ModelError::Invalid(_)), "{e}");
+        // A device that never ends.
+        let e = load(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(e, ModelError::Foreign), "{e}");
     }
 
     #[test]

@@ -36,7 +36,11 @@
 //!
 //! **Live updates**: the engine's model (`LiveModel`) checks the model file at most once a second and
 //! swaps in a new one when it changed, so `chaff learn` takes effect in a running
-//! scanner without a restart.
+//! scanner without a restart. A replacement that cannot be loaded is refused once:
+//! the previous model keeps serving, the refusal is counted
+//! (`Engine::model_reload_failures`) and kept (`Engine::model_reload_error`), and
+//! the file is not read again until it changes (its modification time, length or
+//! inode).
 
 #[doc(hidden)]
 pub mod features;
@@ -53,6 +57,7 @@ use crate::keywords::KeywordSet;
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -255,6 +260,10 @@ pub(crate) struct LiveModel {
     current: RwLock<Arc<Loaded>>,
     watch: Mutex<Watch>,
     interval: Duration,
+    /// Versions of the file refused, since the first load.
+    failures: AtomicU64,
+    /// Times the file was read (loaded or refused).
+    reads: AtomicU64,
 }
 
 impl LiveModel {
@@ -276,6 +285,8 @@ impl LiveModel {
                 last_error: None,
             }),
             interval: Duration::from_millis(cfg.reload_interval_ms),
+            failures: AtomicU64::new(0),
+            reads: AtomicU64::new(1),
         })
     }
 
@@ -291,12 +302,16 @@ impl LiveModel {
                 last_error: None,
             }),
             interval: Duration::MAX,
+            failures: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         }
     }
 
     /// The current model. At most once per reload interval, one caller checks
     /// whether the file changed and, if so, loads it; a file that cannot be loaded
-    /// leaves the current model in place (the error is kept, see [`Self::last_error`]).
+    /// leaves the current model in place (the error is kept, see
+    /// [`Self::last_error`], and counted, see [`Self::failures`]) and is not read
+    /// again until it changes.
     pub fn get(&self) -> Arc<Loaded> {
         if let Some(path) = &self.path
             && let Ok(mut w) = self.watch.try_lock()
@@ -305,6 +320,7 @@ impl LiveModel {
             w.checked = Instant::now();
             let now = stamp(path);
             if now.is_some() && now != w.stamp {
+                self.reads.fetch_add(1, Ordering::Relaxed);
                 match format::load(path) {
                     Ok(model) => {
                         let loaded = Arc::new(Loaded::new(model, &self.base));
@@ -315,8 +331,11 @@ impl LiveModel {
                         w.last_error = None;
                     }
                     Err(e) => {
-                        // Keep serving the old model; try again next interval.
+                        // Keep serving the old model; read the file again only
+                        // once it changes.
+                        w.stamp = now;
                         w.last_error = Some(format!("{}: {e}", path.display()));
+                        self.failures.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -330,6 +349,17 @@ impl LiveModel {
     /// Why the last reload failed, if it did (cleared by a successful reload).
     pub fn last_error(&self) -> Option<String> {
         self.watch.lock().ok().and_then(|w| w.last_error.clone())
+    }
+
+    /// How many versions of the file were refused (each counted once).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// How many times the file was read, the first load included.
+    #[cfg(test)]
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 }
 
@@ -364,6 +394,49 @@ pub fn add_headers(ex: &mut Extractor, raw: &[u8], from: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn small_model() -> Model {
+        Model::new(
+            FeatureConfig {
+                bits: 16,
+                ..FeatureConfig::default()
+            },
+            model::LearnParams::default(),
+        )
+    }
+
+    /// Issue 14 (8): a refused replacement is counted once and not re-read until
+    /// the file changes again.
+    #[test]
+    fn a_refused_reload_is_counted_once_and_not_reread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.model");
+        format::save(&small_model(), &path).unwrap();
+        let cfg = ClassifierConfig {
+            reload_interval_ms: 0,
+            ..ClassifierConfig::default()
+        };
+        let live = LiveModel::load(&path, &KeywordSet::default(), &cfg).unwrap();
+        assert_eq!((live.failures(), live.reads()), (0, 1));
+        format::write_atomic(&path, b"not a model at all").unwrap();
+        for _ in 0..5 {
+            live.get();
+        }
+        assert_eq!(live.failures(), 1);
+        assert_eq!(live.reads(), 2, "the refused file was read again");
+        assert!(live.last_error().unwrap().contains("not a chaff model"));
+        // Another broken version: counted again.
+        format::write_atomic(&path, b"still not a model, longer").unwrap();
+        live.get();
+        live.get();
+        assert_eq!((live.failures(), live.reads()), (2, 3));
+        // A good one: loaded, the error cleared, the count kept.
+        let mut m = small_model();
+        m.meta.bias = 0.5;
+        format::save(&m, &path).unwrap();
+        assert_eq!(live.get().model.meta.bias, 0.5);
+        assert_eq!((live.failures(), live.last_error()), (2, None));
+    }
 
     #[test]
     fn default_config_is_valid_and_bad_values_are_named() {

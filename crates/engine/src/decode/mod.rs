@@ -5,7 +5,11 @@
 //! encodings. HTML is reduced to its visible text ([`html`]). A message whose
 //! multipart structure is broken (trec06c strips boundaries) is read as one body.
 //! The total text per message is bounded so that a hostile message costs at most
-//! a fixed amount of work.
+//! a fixed amount of work: the bound counts the text that is scanned (visible text,
+//! with runs of whitespace and invisible characters squeezed when a text would not
+//! fit), so padding cannot push the real text past it, and a cut is reported
+//! ([`Decoded::truncated`]). The raw bytes decoded are bounded by the message size
+//! limit (`[limits] max_message_size`), checked before decoding.
 
 pub mod charset;
 pub mod header;
@@ -19,7 +23,10 @@ use transfer::TransferEncoding;
 
 /// Text parts decoded per message, at most.
 pub const MAX_PARTS: usize = 64;
-/// Bytes of decoded text per message, at most; the rest is not scanned.
+/// Bytes of decoded text per message, at most, counted after HTML is reduced to
+/// its visible text (and, for a text that would not fit, after runs of whitespace
+/// and invisible characters are squeezed); the rest is not scanned and the message
+/// is marked [`Decoded::truncated`].
 pub const MAX_TEXT_BYTES: usize = 1024 * 1024;
 
 /// One decoded text.
@@ -40,6 +47,8 @@ pub struct Decoded {
     pub texts: Vec<DecodedText>,
     /// The `From:` header's first address, if any.
     pub from: Option<String>,
+    /// Some text was not decoded: over [`MAX_TEXT_BYTES`] or [`MAX_PARTS`].
+    pub truncated: bool,
 }
 
 impl Decoded {
@@ -54,7 +63,10 @@ impl Decoded {
 /// as it stands.
 pub fn decode(parsed: &Parsed<'_>) -> Decoded {
     let mut out = Decoded::default();
-    let mut budget = MAX_TEXT_BYTES;
+    let mut budget = Budget {
+        left: MAX_TEXT_BYTES,
+        truncated: false,
+    };
     match &parsed.message {
         Some(message) => {
             let root = message.root_part();
@@ -72,6 +84,7 @@ pub fn decode(parsed: &Parsed<'_>) -> Decoded {
                     &mut out.texts,
                     &mut budget,
                 );
+                out.truncated = budget.truncated;
                 return out;
             }
             decode_parts(message, &mut out.texts, &mut budget, 0);
@@ -80,6 +93,10 @@ pub fn decode(parsed: &Parsed<'_>) -> Decoded {
                 // strips them), a multipart without a boundary parameter, or a
                 // body the parser did not classify. Read the body as it stands.
                 out.texts.clear();
+                budget = Budget {
+                    left: MAX_TEXT_BYTES,
+                    truncated: false,
+                };
                 let raw = message.raw_message();
                 let body = slice(raw, root.offset_body, u32::MAX);
                 let body = if body.is_empty() && root.headers.is_empty() {
@@ -103,7 +120,14 @@ pub fn decode(parsed: &Parsed<'_>) -> Decoded {
             );
         }
     }
+    out.truncated = budget.truncated;
     out
+}
+
+/// What is left of a message's text budget, and whether anything was cut.
+struct Budget {
+    left: usize,
+    truncated: bool,
 }
 
 /// Reads a body as one text, with the charset, transfer encoding and type its
@@ -112,7 +136,7 @@ fn read_whole_body(
     root: &MessagePart<'_>,
     body: &[u8],
     texts: &mut Vec<DecodedText>,
-    budget: &mut usize,
+    budget: &mut Budget,
 ) {
     let ct = root.content_type();
     let multipart = ct.is_some_and(|ct| ct.c_type.eq_ignore_ascii_case("multipart"));
@@ -150,7 +174,7 @@ fn subject(message: &Message<'_>) -> String {
 fn decode_parts(
     message: &Message<'_>,
     texts: &mut Vec<DecodedText>,
-    budget: &mut usize,
+    budget: &mut Budget,
     depth: usize,
 ) {
     decode_parts_in(message, message.raw_message(), texts, budget, depth);
@@ -167,19 +191,20 @@ fn decode_parts_in(
     message: &Message<'_>,
     outer: &[u8],
     texts: &mut Vec<DecodedText>,
-    budget: &mut usize,
+    budget: &mut Budget,
     depth: usize,
 ) {
     let own = message.raw_message();
     let raw = if within(own, outer) { outer } else { own };
     for (id, part) in message.parts.iter().enumerate() {
-        if texts.len() >= MAX_PARTS || *budget == 0 {
-            return;
-        }
         let id = id as u32;
         let plain_alternative = message.text_body.contains(&id) && !message.html_body.contains(&id);
         match &part.body {
             PartType::Text(_) | PartType::Html(_) if !plain_alternative => {
+                if texts.len() >= MAX_PARTS || budget.left == 0 {
+                    budget.truncated = true;
+                    return;
+                }
                 let html = matches!(part.body, PartType::Html(_));
                 let body = slice(raw, part.offset_body, part.offset_end);
                 let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
@@ -210,21 +235,33 @@ fn transfer_encoding(part: &MessagePart<'_>) -> TransferEncoding {
 
 fn push_text(
     texts: &mut Vec<DecodedText>,
-    budget: &mut usize,
+    budget: &mut Budget,
     body: &[u8],
     charset_label: Option<&str>,
     cte: TransferEncoding,
     html: bool,
 ) {
+    // The raw bytes are bounded by the message size limit; the budget counts the
+    // text that is scanned.
     let bytes = transfer::decode(body, cte);
-    let bytes = &bytes[..bytes.len().min(*budget)];
-    let text = charset::decode(bytes, charset_label);
-    let text = if html {
+    let text = charset::decode(&bytes, charset_label);
+    let mut text = if html {
         html::visible_text(&text)
     } else {
         text.into_owned()
     };
-    *budget = budget.saturating_sub(text.len());
+    if text.len() > budget.left {
+        text = squeeze(&text);
+    }
+    if text.len() > budget.left {
+        let mut end = budget.left;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        budget.truncated = true;
+    }
+    budget.left -= text.len();
     texts.push(DecodedText {
         source: if html {
             TextSource::Html
@@ -233,6 +270,37 @@ fn push_text(
         },
         text,
     });
+}
+
+/// `text` with every run of whitespace and invisible characters (zero-width
+/// spaces and joiners, controls, …) replaced by one newline (when the run has
+/// one), one space (when it has other whitespace) or nothing (invisible
+/// characters only, which normalisation drops anyway): padding a reader does not
+/// see must not use up the text budget.
+fn squeeze(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_TEXT_BYTES + 4));
+    let (mut space, mut newline) = (false, false);
+    for c in text.chars() {
+        let blank = c.is_whitespace();
+        if blank || crate::normalise::is_invisible(c) {
+            newline |= c == '\n';
+            space |= blank;
+            continue;
+        }
+        if newline {
+            out.push('\n');
+        } else if space {
+            out.push(' ');
+        }
+        (space, newline) = (false, false);
+        out.push(c);
+    }
+    if newline {
+        out.push('\n');
+    } else if space {
+        out.push(' ');
+    }
+    out
 }
 
 /// `raw[start..end]`, clamped to the buffer: offsets from a parser are not trusted.
