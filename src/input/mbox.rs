@@ -135,3 +135,56 @@ impl<R: BufRead> Iterator for Splitter<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn split(raw: &[u8], limit: usize) -> Vec<Input> {
+        messages("m".into(), raw, limit)
+            .map(|m| match m.body {
+                Body::Bytes(input) => input,
+                _ => panic!("{}: not bytes", m.name),
+            })
+            .collect()
+    }
+
+    proptest! {
+        // Any bytes: no panic, every message kept to the limit and one byte, and
+        // its counted size at least what was kept.
+        #[test]
+        fn any_input_splits_within_bounds(raw in proptest::collection::vec(any::<u8>(), 0..2000), limit in 1usize..300) {
+            for m in split(&raw, limit) {
+                prop_assert!(m.bytes.len() <= limit + 1);
+                prop_assert!(m.size.unwrap_or(0) >= m.bytes.len() as u64);
+            }
+        }
+
+        // Messages whose lines never start with `From ` come back whole, one each,
+        // with their exact sizes, when under the limit.
+        #[test]
+        fn separated_messages_come_back_as_written(
+            bodies in proptest::collection::vec("[a-zA-Z0-9 :\r\n]{0,200}", 1..6)
+        ) {
+            let bodies: Vec<String> = bodies
+                .into_iter()
+                .map(|b| b.replace("\nFrom ", "\n>From "))
+                .map(|b| if b.starts_with("From ") { format!("x{b}") } else { b })
+                .map(|b| if b.is_empty() || b.ends_with('\n') { b } else { format!("{b}\n") })
+                .collect();
+            let mut raw = String::new();
+            for b in &bodies {
+                raw.push_str("From sender@example.com Mon Jan  1 00:00:00 2024\n");
+                raw.push_str(b);
+            }
+            let got = split(raw.as_bytes(), 10_000);
+            prop_assert_eq!(got.len(), bodies.len());
+            for (m, b) in got.iter().zip(&bodies) {
+                let want = b.replace("\n>From ", "\nFrom ");
+                prop_assert_eq!(&m.bytes, want.as_bytes());
+                prop_assert_eq!(m.size, Some(want.len() as u64));
+            }
+        }
+    }
+}
