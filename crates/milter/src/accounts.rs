@@ -15,6 +15,10 @@
 //! is reopened, so [`AccountStore`] also keeps the locks in memory, enforces them
 //! from there while its file is unusable, reopens the file by itself with backoff
 //! and then writes the locks and rejects it held.
+//!
+//! A file deleted or replaced under the service (its device and inode differ from
+//! the open one's, checked at most once every [`IDENTITY_CHECK_INTERVAL`] on use) is
+//! reopened at the path, created if needed, and given the locks held in memory.
 
 use redb::{
     Builder, ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -103,6 +107,10 @@ pub const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(30);
 /// it recovers. Locks are always held (one per account); rejects beyond this are
 /// still counted in memory but not written.
 pub const MAX_PENDING: usize = 10_000;
+/// How often, at most, the store compares the file it has open with the file at
+/// its path (device and inode): a store deleted or replaced under the service is
+/// noticed at the first use after this, and reopened at its path.
+pub const IDENTITY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the store did while its file was unusable, written when it recovers.
 #[derive(Debug, Clone)]
@@ -129,6 +137,10 @@ struct Health {
     recovered_at: Option<Instant>,
     next_attempt: Instant,
     backoff: Duration,
+    /// The open file's device and inode, checked against the path's at most every
+    /// [`IDENTITY_CHECK_INTERVAL`].
+    identity: Option<(u64, u64)>,
+    identity_checked: Instant,
 }
 
 /// What the store knows without its file: the locks and recent rejects as last
@@ -259,6 +271,12 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The device and inode of the file at `path`, if there is one.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 fn open_db(path: &Path) -> Result<Database, redb::Error> {
     let db = Builder::new()
         .set_concurrency_mode(ConcurrencyMode::MultiWriter)
@@ -319,6 +337,8 @@ impl AccountStore {
                 recovered_at: None,
                 next_attempt: Instant::now(),
                 backoff: MIN_REOPEN_BACKOFF,
+                identity: identity(path),
+                identity_checked: Instant::now(),
             }),
             reopening: Mutex::new(()),
             memory: Mutex::new(Memory {
@@ -362,9 +382,20 @@ impl AccountStore {
     /// for (or failing) a reopen.
     fn db(&self) -> Option<Arc<Database>> {
         {
-            let h = guard(&self.health);
-            if let Some(db) = &h.db {
-                return Some(Arc::clone(db));
+            let mut h = guard(&self.health);
+            if let Some(db) = h.db.clone() {
+                if h.identity_checked.elapsed() < IDENTITY_CHECK_INTERVAL {
+                    return Some(db);
+                }
+                h.identity_checked = Instant::now();
+                let was = h.identity;
+                drop(h);
+                let now = identity(&self.path);
+                if now.is_some() && now == was {
+                    return Some(db);
+                }
+                self.file_changed(was, now);
+                return guard(&self.health).db.clone();
             }
             if Instant::now() < h.next_attempt {
                 return None;
@@ -372,6 +403,73 @@ impl AccountStore {
         }
         self.reopen();
         guard(&self.health).db.clone()
+    }
+
+    /// The file at the path is not the one open (deleted, or replaced): reopens
+    /// the store there, creating it if needed, and writes the locks known in
+    /// memory that the file lacks, so the service and `chaff accounts` share one
+    /// file again and no lock is lost.
+    fn file_changed(&self, was: Option<(u64, u64)>, now: Option<(u64, u64)>) {
+        let _one = match self.reopening.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let held: Vec<(String, LockRecord)> = guard(&self.memory)
+            .locks
+            .iter()
+            .map(|(u, r)| (u.clone(), r.clone()))
+            .collect();
+        warn!(
+            path = %self.path.display(),
+            was = ?was,
+            now = ?now,
+            locks = held.len(),
+            "lock store file changed under the service (deleted or replaced): \
+             reopening it at its path and writing the locks held in memory"
+        );
+        if let Some(dir) = self.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let opened = open_db(&self.path).and_then(|db| {
+            let snapshot = read_all(&db)?;
+            Ok((db, snapshot))
+        });
+        let (db, (locks, rejects)) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                // Handled as a failed file: enforced from memory, reopened with
+                // backoff, and the locks held written when it recovers.
+                {
+                    let mut m = guard(&self.memory);
+                    for (user, rec) in held {
+                        m.pending.push(Pending::Lock { user, rec });
+                    }
+                }
+                let _ = self.failed(redb::Error::Io(std::io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        {
+            let mut m = guard(&self.memory);
+            m.rejects = rejects;
+            for (user, rec) in locks {
+                m.locks.insert(user, rec);
+            }
+        }
+        {
+            let mut h = guard(&self.health);
+            h.db = Some(Arc::new(db));
+            h.identity = identity(&self.path);
+            h.identity_checked = Instant::now();
+        }
+        for (user, rec) in held {
+            if let Err(e) = self.insert_lock(&user, &rec) {
+                error!(error = %e, user = %user, "lock store: a lock held in memory could not be written");
+            }
+        }
     }
 
     /// Runs `e` past the health check: an I/O error marks the store unhealthy
@@ -470,6 +568,8 @@ impl AccountStore {
         let down_for = {
             let mut h = guard(&self.health);
             h.db = Some(Arc::new(db));
+            h.identity = identity(&self.path);
+            h.identity_checked = Instant::now();
             h.recovered_at = Some(Instant::now());
             h.failed_at
                 .take()
