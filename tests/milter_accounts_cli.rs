@@ -107,3 +107,27 @@ fn a_deleted_store_is_recreated_by_the_service_with_the_locks_it_holds() {
     assert!(unlock.status.success(), "{}", text(&unlock));
     assert_eq!(action(&svc.addr, "mallory"), "deliver");
 }
+
+#[test]
+fn reading_commands_do_not_create_a_store() {
+    let f = fixture();
+    let config = f.dir.path().join("chaff.toml");
+    write_toml(&config, &f.config, "");
+    let typo = f.dir.path().join("typo/dir/accounts.redb");
+    for args in [&["list"][..], &["list", "--all"], &["unlock", "bob"]] {
+        let mut all = vec!["--db", typo.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = accounts(&config, &all);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("no lock store"), "{}", text(&out));
+        assert!(!f.dir.path().join("typo").exists(), "{args:?} created it");
+    }
+    // `list` reads a store it may not write.
+    assert!(accounts(&config, &["lock", "bob"]).status.success());
+    let db = &f.config.accounts.db;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let list = accounts(&config, &["list"]);
+    assert!(list.status.success(), "{}", text(&list));
+    assert!(text(&list).contains("bob"), "{}", text(&list));
+}

@@ -78,6 +78,12 @@ pub enum StoreError {
         /// What redb said.
         source: Box<redb::Error>,
     },
+    /// There is no store at the path (a reading command does not create one).
+    #[error("no lock store at {path}")]
+    Missing {
+        /// The path given.
+        path: PathBuf,
+    },
     /// The directory for the store could not be made.
     #[error("account store {path}: cannot create its directory: {source}")]
     Dir {
@@ -856,22 +862,9 @@ impl AccountStore {
     /// Every locked account, by name, read from the file.
     pub fn list(&self) -> Result<Vec<(String, LockRecord)>, StoreError> {
         let rows = self
-            .read(|txn| {
-                let table = txn.open_table(LOCKS)?;
-                let mut out = Vec::new();
-                for item in table.iter()? {
-                    let (k, v) = item?;
-                    out.push((k.value().to_string(), v.value().to_vec()));
-                }
-                Ok(out)
-            })
+            .read(list_rows)
             .unwrap_or_else(|| Err(self.unusable()))?;
-        rows.into_iter()
-            .map(|(user, bytes)| {
-                let rec = self.parse_record(&user, &bytes)?;
-                Ok((user, rec))
-            })
-            .collect()
+        parse_rows(&self.path, rows)
     }
 
     /// Accounts with rejects inside `window_secs` before `now` that are not locked,
@@ -881,23 +874,20 @@ impl AccountStore {
         now: u64,
         window_secs: u64,
     ) -> Result<Vec<(String, u32)>, StoreError> {
-        let since = now.saturating_sub(window_secs);
-        self.read(|txn| {
-            let table = txn.open_table(REJECTS)?;
-            let mut out = Vec::new();
-            for item in table.iter()? {
-                let (k, v) = item?;
-                let n = decode_times(v.value())
-                    .into_iter()
-                    .filter(|&t| t > since)
-                    .count();
-                if n > 0 {
-                    out.push((k.value().to_string(), n as u32));
-                }
-            }
-            Ok(out)
-        })
-        .unwrap_or_else(|| Err(self.unusable()))
+        self.read(|txn| recent_rows(txn, now, window_secs))
+            .unwrap_or_else(|| Err(self.unusable()))
+    }
+
+    /// Opens the store at `path` only if it exists (for commands that change
+    /// existing locks, such as `unlock`): a mistyped path is an error, not a new
+    /// store.
+    pub fn open_existing(path: &Path) -> Result<AccountStore, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        AccountStore::open(path)
     }
 
     /// How many accounts are locked: read from the file, or, while the store is
@@ -915,6 +905,112 @@ impl AccountStore {
     #[cfg(test)]
     pub(crate) fn fail_for_test(&self) {
         let _ = self.failed(redb::Error::PreviousIo);
+    }
+}
+
+fn list_rows(txn: &redb::ReadTransaction) -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
+    let table = txn.open_table(LOCKS)?;
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (k, v) = item?;
+        out.push((k.value().to_string(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+fn parse_rows(
+    path: &Path,
+    rows: Vec<(String, Vec<u8>)>,
+) -> Result<Vec<(String, LockRecord)>, StoreError> {
+    rows.into_iter()
+        .map(|(user, bytes)| match serde_json::from_slice(&bytes) {
+            Ok(rec) => Ok((user, rec)),
+            Err(e) => Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                user,
+                message: e.to_string(),
+            }),
+        })
+        .collect()
+}
+
+fn recent_rows(
+    txn: &redb::ReadTransaction,
+    now: u64,
+    window_secs: u64,
+) -> Result<Vec<(String, u32)>, redb::Error> {
+    let since = now.saturating_sub(window_secs);
+    let table = txn.open_table(REJECTS)?;
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (k, v) = item?;
+        let n = decode_times(v.value())
+            .into_iter()
+            .filter(|&t| t > since)
+            .count();
+        if n > 0 {
+            out.push((k.value().to_string(), n as u32));
+        }
+    }
+    Ok(out)
+}
+
+/// The locks and recent rejects of an existing store, read without writing to it
+/// or creating it (`chaff accounts list`): a missing file is
+/// [`StoreError::Missing`], and a file the reader may not write can be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreView {
+    /// Every locked account, by name.
+    pub locks: Vec<(String, LockRecord)>,
+    /// Accounts with rejects in the window asked for, with their count.
+    pub recent: Vec<(String, u32)>,
+}
+
+impl StoreView {
+    /// Reads the store at `path`; `recent` counts rejects within `window_secs`
+    /// before `now`.
+    pub fn read(path: &Path, now: u64, window_secs: u64) -> Result<StoreView, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let err = |e: redb::Error| StoreError::Db {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        };
+        let db = match Builder::new()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .open_read_only(path)
+        {
+            Ok(db) => db,
+            // A file left by a crash needs a repair, which only a writer makes.
+            Err(redb::DatabaseError::RepairAborted) => {
+                let store = AccountStore::open(path)?;
+                return Ok(StoreView {
+                    locks: store.list()?,
+                    recent: store.recent_rejects(now, window_secs)?,
+                });
+            }
+            Err(e) => return Err(err(e.into())),
+        };
+        let txn = db.begin_read().map_err(|e| err(e.into()))?;
+        // A store made by an older version may lack a table: then it has no rows.
+        let missing_table = |e: &redb::Error| matches!(e, redb::Error::TableDoesNotExist(_));
+        let rows = match list_rows(&txn) {
+            Ok(r) => r,
+            Err(e) if missing_table(&e) => Vec::new(),
+            Err(e) => return Err(err(e)),
+        };
+        let recent = match recent_rows(&txn, now, window_secs) {
+            Ok(r) => r,
+            Err(e) if missing_table(&e) => Vec::new(),
+            Err(e) => return Err(err(e)),
+        };
+        Ok(StoreView {
+            locks: parse_rows(path, rows)?,
+            recent,
+        })
     }
 }
 
