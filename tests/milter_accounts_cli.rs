@@ -131,3 +131,29 @@ fn reading_commands_do_not_create_a_store() {
     assert!(list.status.success(), "{}", text(&list));
     assert!(text(&list).contains("bob"), "{}", text(&list));
 }
+
+#[test]
+fn sighup_with_a_relative_config_does_not_warn_that_the_db_changed() {
+    let f = fixture();
+    let mut config = f.config.clone();
+    config.accounts.db = "accounts.redb".into();
+    write_toml(&f.dir.path().join("chaff.toml"), &config, "");
+    let svc = start(f.dir.path(), Path::new("chaff.toml"));
+    let ok = Process::new("kill")
+        .arg("-HUP")
+        .arg(svc.child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let l = std::fs::read_to_string(&svc.log).unwrap_or_default();
+        if l.contains("configuration reloaded") {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no reload:\n{l}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!log.contains("accounts.db changed"), "{log}");
+}
