@@ -112,10 +112,19 @@ fn bind(addr: &ListenAddr, socket_mode: u32) -> Result<(Bound, String), ServeErr
                 addr: addr.to_string(),
                 source,
             };
-            // A socket left by a previous run is removed; anything else is kept.
+            // A socket left by a previous run is removed; anything else is kept. A
+            // socket something still answers on belongs to a running instance:
+            // refusing to start keeps it reachable.
             if let Ok(meta) = std::fs::symlink_metadata(path)
                 && meta.file_type().is_socket()
             {
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        "another process is listening on this socket (is chaff milter \
+                         already running?)",
+                    )));
+                }
                 std::fs::remove_file(path).map_err(err)?;
             }
             let l = std::os::unix::net::UnixListener::bind(path).map_err(err)?;
