@@ -1,10 +1,15 @@
-//! The service at its edges (issue 14): a second instance on a live Unix socket.
+//! The service at its edges (issue 14): a second instance on a live Unix socket,
+//! new connections during the SIGTERM drain.
 
 mod milter_support;
 
 use chaff_milter::client::{Client, Submission};
+use chaff_milter::protocol::Command;
 use chaff_milter::server::{self, ListenAddr, ServeOptions};
 use milter_support::*;
+use std::io::Read;
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
 
 fn submission() -> Submission<'static> {
     Submission {
@@ -50,4 +55,88 @@ fn a_second_instance_on_a_live_unix_socket_refuses_to_start() {
     )
     .expect("a stale socket is replaced");
     again.shutdown();
+}
+
+#[test]
+fn during_the_drain_new_connections_are_refused_and_only_open_ones_counted() {
+    let f = fixture();
+    let config = f.dir.path().join("chaff.toml");
+    write_toml(
+        &f.dir.path().join("chaff.toml"),
+        &f.config,
+        "drain_timeout_secs = 10",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let log = f.dir.path().join("milter.log");
+    let mut child = Process::new(env!("CARGO_BIN_EXE_chaff"))
+        .arg("milter")
+        .arg("--config")
+        .arg(&config)
+        .arg("--listen")
+        .arg(format!("inet:127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chaff milter did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let addr = format!("inet:127.0.0.1:{port}");
+    // One connection in the middle of a message, which the drain waits for.
+    let mut busy = Client::connect(&addr).unwrap();
+    busy.send(&Command::Mail(vec![b"<a@example.com>"])).unwrap();
+    busy.send(&Command::Header {
+        name: b"Subject",
+        value: b"pending",
+    })
+    .unwrap();
+    // Then connections that end before the signal.
+    for _ in 0..4 {
+        let mut c = Client::connect(&addr).unwrap();
+        c.message(&submission(), HAM.as_bytes()).unwrap();
+        c.quit().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        Process::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        if l.contains("draining") && l.contains("connections=") {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no drain logged:\n{l}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(text.contains("connections=1"), "{text}");
+    // A new connection is refused, or closed at once; it does not hang.
+    let started = Instant::now();
+    if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut b = [0u8; 16];
+        let r = s.read(&mut b);
+        assert!(
+            matches!(r, Ok(0))
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock),
+            "a new connection hung: {r:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a new connection hung"
+    );
+    drop(busy);
+    let _ = child.wait();
 }

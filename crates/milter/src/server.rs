@@ -232,7 +232,17 @@ async fn accept_loop(
             }
         }
     }
+    // Stop listening before the drain, so new connections are refused at once
+    // rather than left waiting in the backlog (the MTA applies its default action
+    // or tries another milter).
+    let unix_path = match &listener {
+        L::Unix(_, p) => Some(p.clone()),
+        L::Tcp(_) => None,
+    };
+    drop(listener);
     let drain = Duration::from_secs(svc.current().settings.milter.drain_timeout_secs);
+    // Connections that have ended are not counted as draining.
+    while tasks.try_join_next().is_some() {}
     let open = tasks.len();
     if open > 0 {
         info!(connections = open, "draining");
@@ -247,7 +257,7 @@ async fn accept_loop(
         );
         tasks.abort_all();
     }
-    if let L::Unix(_, path) = &listener {
+    if let Some(path) = unix_path {
         let _ = std::fs::remove_file(path);
     }
 }
