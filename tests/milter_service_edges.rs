@@ -1,5 +1,5 @@
 //! The service at its edges (issue 14): a second instance on a live Unix socket,
-//! new connections during the SIGTERM drain.
+//! new connections during the SIGTERM drain, a low open-files limit.
 
 mod milter_support;
 
@@ -138,5 +138,68 @@ fn during_the_drain_new_connections_are_refused_and_only_open_ones_counted() {
         "a new connection hung"
     );
     drop(busy);
+    let _ = child.wait();
+}
+
+/// Starts the binary with `extra` in `[milter]`, under `sh -c "PREFIX exec …"`.
+fn start_binary(
+    f: &Fixture,
+    extra: &str,
+    prefix: &str,
+) -> (std::process::Child, u16, std::path::PathBuf) {
+    let config = f.dir.path().join("chaff.toml");
+    write_toml(&config, &f.config, extra);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let log = f.dir.path().join("milter.log");
+    let child = Process::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{prefix} exec \"$0\" milter --config \"$1\" --listen \"$2\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_chaff"))
+        .arg(&config)
+        .arg(format!("inet:127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chaff milter did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port, log)
+}
+
+#[test]
+fn a_low_open_files_limit_caps_the_slots_instead_of_failing_accepts() {
+    let f = fixture();
+    let (mut child, port, log) = start_binary(&f, "", "ulimit -n 160;");
+    let mut held = Vec::new();
+    for _ in 0..250 {
+        held.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("open-files limit"), "{text}");
+    let failures = text.matches("accept failed").count();
+    assert!(failures <= 2, "{failures} accept failures logged");
+    drop(held);
+    // Served again once the connections are gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = Client::connect(&format!("inet:127.0.0.1:{port}"))
+            .and_then(|mut c| c.message(&submission(), HAM.as_bytes()))
+            .is_ok_and(|a| a.action() == "deliver");
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served after the storm");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
     let _ = child.wait();
 }
