@@ -1,5 +1,5 @@
 //! The service at its edges (issue 14): a second instance on a live Unix socket,
-//! new connections during the SIGTERM drain, a low open-files limit.
+//! new connections during the SIGTERM drain.
 
 mod milter_support;
 
@@ -7,7 +7,7 @@ use chaff_milter::client::{Client, Submission};
 use chaff_milter::protocol::Command;
 use chaff_milter::server::{self, ListenAddr, ServeOptions};
 use milter_support::*;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
@@ -172,6 +172,35 @@ fn start_binary(
         std::thread::sleep(Duration::from_millis(20));
     }
     (child, port, log)
+}
+
+#[test]
+fn a_storm_of_bad_connections_logs_a_few_lines_with_counts() {
+    let f = fixture();
+    let (mut child, port, log) = start_binary(&f, "", "");
+    for _ in 0..1500 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // A packet of an unknown command: a protocol error.
+        let _ = s.write_all(&[0, 0, 0, 1, b'~']);
+        let mut b = [0u8; 8];
+        let _ = s.read(&mut b);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text.matches("dropping connection").count();
+    assert!(
+        (1..=3).contains(&lines),
+        "{lines} lines:\n{}",
+        &text[..text.len().min(3000)]
+    );
+    // The service still answers.
+    let mut c = Client::connect(&format!("inet:127.0.0.1:{port}")).unwrap();
+    assert_eq!(
+        c.message(&submission(), HAM.as_bytes()).unwrap().action(),
+        "deliver"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

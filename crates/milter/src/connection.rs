@@ -16,6 +16,7 @@ use super::protocol::{self, Command, ProtocolError};
 use super::service::Service;
 use super::session::{Session, Step};
 use super::slots::{Slot, SlotGuard, State};
+use super::throttle::Shared;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -65,7 +66,9 @@ pub(crate) async fn serve(
         },
     };
     let peer = c.peer;
-    warn!(peer = %peer, error = %unusable, "cannot register a connection");
+    if let Some(n) = svc.conn_logs().register.tick() {
+        warn!(peer = %peer, error = %unusable, since_last = n, "cannot register a connection");
+    }
 }
 
 /// An accepted connection on its way to the network runtime that will serve it.
@@ -102,6 +105,19 @@ impl From<ProtocolError> for ConnError {
     }
 }
 
+/// The warnings a connection may end with, each written at most once every
+/// `throttle::LOG_INTERVAL` across all connections with the count since the last
+/// line (`since_last`), so a reconnect storm writes a few lines, not megabytes.
+#[derive(Debug, Default)]
+pub(crate) struct ConnLogs {
+    protocol: Shared,
+    timeout: Shared,
+    disconnect: Shared,
+    io: Shared,
+    busy: Shared,
+    register: Shared,
+}
+
 /// Serves one MTA connection until it quits, fails or the service drains.
 async fn connection<S>(svc: Arc<Service>, stream: S, c: Accepted, shutdown: watch::Receiver<bool>)
 where
@@ -110,31 +126,43 @@ where
     let peer = &c.peer;
     svc.metrics().connection_opened();
     debug!(peer = %peer, "connection");
+    let logs = svc.conn_logs();
     match drive(&svc, stream, shutdown, c.slot.slot(), c.accepted).await {
         Ok(()) => debug!(peer = %peer, "connection closed"),
         Err(ConnError::Protocol(e)) => {
             svc.metrics().error(ErrorKind::Protocol);
-            warn!(peer = %peer, error = %e, "dropping connection: protocol error");
+            if let Some(n) = logs.protocol.tick() {
+                warn!(peer = %peer, error = %e, since_last = n, "dropping connection: protocol error");
+            }
         }
         Err(ConnError::Timeout(what)) => {
             svc.metrics().error(ErrorKind::Timeout);
-            warn!(peer = %peer, "dropping connection: {what} timed out");
+            if let Some(n) = logs.timeout.tick() {
+                warn!(peer = %peer, since_last = n, "dropping connection: {what} timed out");
+            }
         }
         Err(ConnError::Disconnect) => {
             svc.metrics().error(ErrorKind::Disconnect);
-            info!(peer = %peer, "peer disconnected in the middle of a message");
+            if let Some(n) = logs.disconnect.tick() {
+                info!(peer = %peer, since_last = n, "peer disconnected in the middle of a message");
+            }
         }
         Err(ConnError::Io(e)) => {
             svc.metrics().error(ErrorKind::Io);
-            warn!(peer = %peer, error = %e, "dropping connection: I/O error");
+            if let Some(n) = logs.io.tick() {
+                warn!(peer = %peer, error = %e, since_last = n, "dropping connection: I/O error");
+            }
         }
         Err(ConnError::Busy(len)) => {
             svc.metrics().error(ErrorKind::Io);
-            warn!(
-                peer = %peer,
-                packet = len,
-                "dropping connection: its packet does not fit max_buffered_bytes"
-            );
+            if let Some(n) = logs.busy.tick() {
+                warn!(
+                    peer = %peer,
+                    packet = len,
+                    since_last = n,
+                    "dropping connection: its packet does not fit max_buffered_bytes"
+                );
+            }
         }
         Err(ConnError::Evicted) => {
             debug!(peer = %peer, "connection closed: its slot went to a new connection");

@@ -12,6 +12,7 @@
 use super::accounts::{self, AccountStore, StoreError};
 use super::budget::Budget;
 use super::config::ServiceConfig;
+use super::connection::ConnLogs;
 use super::metrics::{ErrorKind, Metrics};
 use super::policy::{self, Decision, Outcome};
 use super::scan_pool::ScanPool;
@@ -95,6 +96,8 @@ pub struct Service {
     /// Message bytes buffered across connections (`max_buffered_bytes`).
     budget: Arc<Budget>,
     config_path: Option<PathBuf>,
+    /// Rate-limited warnings of connections that end badly.
+    conn_logs: ConnLogs,
 }
 
 impl std::fmt::Debug for Service {
@@ -138,6 +141,7 @@ impl Service {
             metrics: Metrics::default(),
             pool,
             config_path,
+            conn_logs: ConnLogs::default(),
         })
     }
 
@@ -154,6 +158,11 @@ impl Service {
     /// The budget of message bytes buffered across connections.
     pub fn budget(&self) -> &Arc<Budget> {
         &self.budget
+    }
+
+    /// The rate-limited warnings of connections that end badly.
+    pub(crate) fn conn_logs(&self) -> &ConnLogs {
+        &self.conn_logs
     }
 
     /// The lock store.

@@ -2,6 +2,7 @@
 //! written at most once every [`LOG_INTERVAL`] per kind, each saying how many
 //! events it stands for (`since_last`).
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Least time between two lines of one kind.
@@ -29,6 +30,20 @@ impl Throttled {
     }
 }
 
+/// A [`Throttled`] shared by the connections of every network thread.
+#[derive(Debug, Default)]
+pub(crate) struct Shared(Mutex<Throttled>);
+
+impl Shared {
+    /// Counts an event now; Some(events since the last line) when a line is due.
+    pub(crate) fn tick(&self) -> Option<u64> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tick(Instant::now())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +57,8 @@ mod tests {
             assert_eq!(t.tick(t0 + Duration::from_millis(i)), None);
         }
         assert_eq!(t.tick(t0 + LOG_INTERVAL), Some(100));
+        let s = Shared::default();
+        assert_eq!(s.tick(), Some(1));
+        assert_eq!(s.tick(), None);
     }
 }
