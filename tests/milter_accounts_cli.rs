@@ -157,3 +157,31 @@ fn sighup_with_a_relative_config_does_not_warn_that_the_db_changed() {
     };
     assert!(!log.contains("accounts.db changed"), "{log}");
 }
+
+#[test]
+fn lock_keys_ignore_case_and_the_configured_realm() {
+    let f = fixture();
+    let config = f.dir.path().join("chaff.toml");
+    write_toml(&config, &f.config, "");
+    // `[accounts]` is the file's last table.
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("realm = \"example.com\"\n");
+    std::fs::write(&config, toml).unwrap();
+    let svc = start(f.dir.path(), &config);
+    assert!(accounts(&config, &["lock", "mallory"]).status.success());
+    for user in [
+        "mallory",
+        "MALLORY",
+        "Mallory@Example.COM",
+        "mallory@example.com",
+    ] {
+        assert_eq!(action(&svc.addr, user), "reject", "{user}");
+    }
+    // Another realm is another account.
+    assert_eq!(action(&svc.addr, "mallory@example.org"), "deliver");
+    let list = accounts(&config, &["list"]);
+    assert!(text(&list).contains("mallory"), "{}", text(&list));
+    let unlock = accounts(&config, &["unlock", "MALLORY@example.com"]);
+    assert!(unlock.status.success(), "{}", text(&unlock));
+    assert_eq!(action(&svc.addr, "Mallory"), "deliver");
+}

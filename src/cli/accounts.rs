@@ -39,7 +39,8 @@ pub enum AccountsAction {
     },
     /// Unlock an account (exit status 1 if it was not locked).
     Unlock {
-        /// The SMTP AUTH user name, as listed.
+        /// The SMTP AUTH user name, as listed (case, and `@REALM` of the
+        /// configured realm, do not matter).
         user: String,
     },
     /// Lock an account by hand.
@@ -56,6 +57,8 @@ pub enum AccountsAction {
 pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
     let settings = load_service_config(args.config.as_deref())?;
     let db = args.db.unwrap_or_else(|| settings.accounts.db.clone());
+    // Names are compared as the service compares them (`[accounts] realm`).
+    let realm = settings.accounts.realm.as_deref();
     match args.action {
         AccountsAction::List { all, format } => {
             // Read-only: a mistyped path is an error, not a new empty store.
@@ -123,7 +126,7 @@ pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         AccountsAction::Unlock { user } => {
-            let store = AccountStore::open_existing(&db)?;
+            let store = AccountStore::open_existing(&db, realm)?;
             if store.unlock(&user)? {
                 println!("{user}: unlocked");
                 Ok(ExitCode::SUCCESS)
@@ -133,7 +136,7 @@ pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
             }
         }
         AccountsAction::Lock { user, reason } => {
-            let store = AccountStore::open(&db)?;
+            let store = AccountStore::open_in_realm(&db, realm)?;
             if store.lock(&user, accounts::now_secs(), &reason)? {
                 println!("{user}: locked");
             } else {

@@ -187,6 +187,8 @@ pub struct StoreStats {
 /// and is healthy again.
 pub struct AccountStore {
     path: PathBuf,
+    /// Account names are normalised in this realm.
+    realm: Option<String>,
     health: Mutex<Health>,
     /// Held by the one thread reopening the database.
     reopening: Mutex<()>,
@@ -283,16 +285,84 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-fn open_db(path: &Path) -> Result<Database, redb::Error> {
+/// The key an account is stored under: the name trimmed and in lower case, and,
+/// with a `realm`, `USER@REALM` as `USER` (so `Mallory`, `MALLORY` and, in realm
+/// `example.com`, `mallory@Example.com` are one account).
+pub fn normalise_user(user: &str, realm: Option<&str>) -> String {
+    let user = user.trim().to_lowercase();
+    if let Some(realm) = realm {
+        let realm = realm.trim().to_lowercase();
+        if let Some(local) = user.strip_suffix(realm.as_str())
+            && let Some(local) = local.strip_suffix('@')
+            && !local.is_empty()
+        {
+            return local.to_string();
+        }
+    }
+    user
+}
+
+fn open_db(path: &Path, realm: Option<&str>) -> Result<Database, redb::Error> {
     let db = Builder::new()
         .set_concurrency_mode(ConcurrencyMode::MultiWriter)
         .create(path)?;
-    // Make both tables exist so readers never meet a missing table.
+    // Make both tables exist so readers never meet a missing table, and store
+    // every key normalised.
     let txn = db.begin_write()?;
     txn.open_table(LOCKS)?;
     txn.open_table(REJECTS)?;
+    migrate_keys(&txn, realm)?;
     txn.commit()?;
     Ok(db)
+}
+
+/// Rewrites keys written before names were normalised (or under another realm
+/// setting), merging the records of one account: the earliest lock is kept, reject
+/// times are merged, and a locked account keeps no rejects.
+fn migrate_keys(txn: &redb::WriteTransaction, realm: Option<&str>) -> Result<(), redb::Error> {
+    let mut locks = txn.open_table(LOCKS)?;
+    let mut moved_locks = Vec::new();
+    for item in locks.iter()? {
+        let (k, v) = item?;
+        let key = normalise_user(k.value(), realm);
+        if key != k.value() {
+            moved_locks.push((k.value().to_string(), key, v.value().to_vec()));
+        }
+    }
+    let locked_at = |bytes: &[u8]| {
+        serde_json::from_slice::<LockRecord>(bytes).map_or(u64::MAX, |r| r.locked_at)
+    };
+    for (old, key, bytes) in moved_locks {
+        locks.remove(old.as_str())?;
+        let keep = match locks.get(key.as_str())? {
+            Some(v) => locked_at(&bytes) < locked_at(v.value()),
+            None => true,
+        };
+        if keep {
+            locks.insert(key.as_str(), bytes.as_slice())?;
+        }
+    }
+    let mut rejects = txn.open_table(REJECTS)?;
+    let mut moved = Vec::new();
+    for item in rejects.iter()? {
+        let (k, v) = item?;
+        let key = normalise_user(k.value(), realm);
+        if key != k.value() {
+            moved.push((k.value().to_string(), key, decode_times(v.value())));
+        }
+    }
+    for (old, key, mut times) in moved {
+        rejects.remove(old.as_str())?;
+        if locks.get(key.as_str())?.is_some() {
+            continue;
+        }
+        if let Some(v) = rejects.get(key.as_str())? {
+            times.extend(decode_times(v.value()));
+        }
+        times.sort_unstable();
+        rejects.insert(key.as_str(), encode_times(&times).as_slice())?;
+    }
+    Ok(())
 }
 
 type Snapshot = (HashMap<String, LockRecord>, HashMap<String, Vec<u64>>);
@@ -318,8 +388,16 @@ fn read_all(db: &Database) -> Result<Snapshot, redb::Error> {
 
 impl AccountStore {
     /// Opens the store at `path`, creating it (and its directory) if needed, and
-    /// reads its locks into memory.
+    /// reads its locks into memory; account names are normalised without a realm
+    /// (see [`AccountStore::open_in_realm`]).
     pub fn open(path: &Path) -> Result<AccountStore, StoreError> {
+        AccountStore::open_in_realm(path, None)
+    }
+
+    /// Opens the store at `path` as [`AccountStore::open`] does, with account names
+    /// normalised in `realm` ([`normalise_user`]): keys stored otherwise (by an
+    /// older version, or under another realm) are rewritten, their records merged.
+    pub fn open_in_realm(path: &Path, realm: Option<&str>) -> Result<AccountStore, StoreError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
             && !dir.exists()
@@ -333,10 +411,11 @@ impl AccountStore {
             path: path.to_path_buf(),
             source: Box::new(e),
         };
-        let db = open_db(path).map_err(err)?;
+        let db = open_db(path, realm).map_err(err)?;
         let (locks, rejects) = read_all(&db).map_err(err)?;
         Ok(AccountStore {
             path: path.to_path_buf(),
+            realm: realm.map(|r| r.trim().to_lowercase()),
             health: Mutex::new(Health {
                 db: Some(Arc::new(db)),
                 failed_at: None,
@@ -439,7 +518,7 @@ impl AccountStore {
         {
             let _ = std::fs::create_dir_all(dir);
         }
-        let opened = open_db(&self.path).and_then(|db| {
+        let opened = open_db(&self.path, self.realm.as_deref()).and_then(|db| {
             let snapshot = read_all(&db)?;
             Ok((db, snapshot))
         });
@@ -532,7 +611,7 @@ impl AccountStore {
                 return;
             }
         }
-        let attempt = open_db(&self.path).and_then(|db| {
+        let attempt = open_db(&self.path, self.realm.as_deref()).and_then(|db| {
             let snapshot = read_all(&db)?;
             Ok((db, snapshot))
         });
@@ -676,6 +755,8 @@ impl AccountStore {
     /// The lock on `user`, if there is one: read from the file, or, while the store
     /// is unhealthy, from memory.
     pub fn lock_of(&self, user: &str) -> Result<Option<LockRecord>, StoreError> {
+        let key = self.key(user);
+        let user = key.as_str();
         let got = self.read(|txn| {
             let table = txn.open_table(LOCKS)?;
             Ok(table.get(user)?.map(|v| v.value().to_vec()))
@@ -709,6 +790,8 @@ impl AccountStore {
         if cfg.lock_after == 0 {
             return Ok(None);
         }
+        let key = self.key(user);
+        let user = key.as_str();
         let mut parse_error = None;
         let written = self.write(|txn| {
             let mut locks = txn.open_table(LOCKS)?;
@@ -828,6 +911,8 @@ impl AccountStore {
     /// Locks `user` by hand with a reason (does nothing if already locked). Fails
     /// if the file cannot be written.
     pub fn lock(&self, user: &str, now: u64, reason: &str) -> Result<bool, StoreError> {
+        let key = self.key(user);
+        let user = key.as_str();
         let rec = LockRecord {
             locked_at: now,
             reason: reason.to_string(),
@@ -842,6 +927,8 @@ impl AccountStore {
     /// Unlocks `user` and forgets its recent rejects. Returns false if it was not
     /// locked. Fails if the file cannot be written.
     pub fn unlock(&self, user: &str) -> Result<bool, StoreError> {
+        let key = self.key(user);
+        let user = key.as_str();
         let was = self.write(|txn| {
             let mut locks = txn.open_table(LOCKS)?;
             let was = locks.remove(user)?.is_some();
@@ -881,13 +968,18 @@ impl AccountStore {
     /// Opens the store at `path` only if it exists (for commands that change
     /// existing locks, such as `unlock`): a mistyped path is an error, not a new
     /// store.
-    pub fn open_existing(path: &Path) -> Result<AccountStore, StoreError> {
+    pub fn open_existing(path: &Path, realm: Option<&str>) -> Result<AccountStore, StoreError> {
         if !path.exists() {
             return Err(StoreError::Missing {
                 path: path.to_path_buf(),
             });
         }
-        AccountStore::open(path)
+        AccountStore::open_in_realm(path, realm)
+    }
+
+    /// The key `user` is stored under.
+    fn key(&self, user: &str) -> String {
+        normalise_user(user, self.realm.as_deref())
     }
 
     /// How many accounts are locked: read from the file, or, while the store is
@@ -1046,6 +1138,7 @@ mod tests {
             window_secs: w,
             db: PathBuf::new(),
             on_store_error: crate::config::OnStoreError::EnforceKnown,
+            realm: None,
         }
     }
 
@@ -1200,6 +1293,70 @@ mod tests {
                 None
             );
         }
+    }
+
+    #[test]
+    fn keys_are_normalised_and_old_keys_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.redb");
+        // A store written before keys were normalised.
+        {
+            let db = open_db(&path, None).unwrap();
+            let rec = |t: u64| {
+                serde_json::to_vec(&LockRecord {
+                    locked_at: t,
+                    reason: format!("at {t}"),
+                    rejects: 0,
+                    window_secs: 0,
+                    last_queue_id: None,
+                    last_score: None,
+                })
+                .unwrap()
+            };
+            let txn = db.begin_write().unwrap();
+            {
+                let mut locks = txn.open_table(LOCKS).unwrap();
+                locks.insert("MALLORY", rec(20).as_slice()).unwrap();
+                locks
+                    .insert("mallory@example.com", rec(10).as_slice())
+                    .unwrap();
+                locks.insert("Bob@Example.COM", rec(30).as_slice()).unwrap();
+                let mut rejects = txn.open_table(REJECTS).unwrap();
+                rejects
+                    .insert("Carol", encode_times(&[5, 7]).as_slice())
+                    .unwrap();
+                rejects
+                    .insert("carol@example.com", encode_times(&[6]).as_slice())
+                    .unwrap();
+                rejects
+                    .insert("MALLORY", encode_times(&[1]).as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = AccountStore::open_in_realm(&path, Some("Example.com")).unwrap();
+        // Merged: the earliest lock of an account is kept.
+        let locks = store.list().unwrap();
+        assert_eq!(
+            locks
+                .iter()
+                .map(|(u, r)| (u.as_str(), r.locked_at))
+                .collect::<Vec<_>>(),
+            [("bob", 30), ("mallory", 10)]
+        );
+        assert_eq!(
+            store.recent_rejects(7, 100).unwrap(),
+            vec![("carol".into(), 3)]
+        );
+        for user in ["mallory", "MALLORY", "mallory@EXAMPLE.com", " Mallory "] {
+            assert!(store.lock_of(user).unwrap().is_some(), "{user}");
+        }
+        assert!(store.lock_of("mallory@example.org").unwrap().is_none());
+        assert!(store.unlock("BOB@example.com").unwrap());
+        assert!(store.lock("Dave@Example.com", 1, "x").unwrap());
+        assert_eq!(users(&store), ["dave", "mallory"]);
+        // Without a realm, case still does not matter.
+        assert_eq!(normalise_user("Eve@Example.com", None), "eve@example.com");
     }
 
     #[test]

@@ -127,7 +127,8 @@ impl Service {
         config_path: Option<PathBuf>,
     ) -> Result<Service, ServeError> {
         let generation = Generation::build(config)?;
-        let store = AccountStore::open(&generation.settings.accounts.db)?;
+        let accounts = &generation.settings.accounts;
+        let store = AccountStore::open_in_realm(&accounts.db, accounts.realm.as_deref())?;
         let threads = generation.settings.milter.scan_thread_count();
         let pool = ScanPool::new(threads).map_err(|e| ServeError::Start {
             what: "scan threads",
@@ -187,6 +188,13 @@ impl Service {
         };
         let generation = Generation::build(&config).map_err(|e| e.to_string())?;
         let old = self.current();
+        if generation.settings.accounts.realm != old.settings.accounts.realm {
+            warn!(
+                old = ?old.settings.accounts.realm,
+                new = ?generation.settings.accounts.realm,
+                "accounts.realm changed: it takes effect after a restart"
+            );
+        }
         if generation.settings.accounts.db != old.settings.accounts.db {
             warn!(
                 old = %old.settings.accounts.db.display(),
