@@ -1,7 +1,7 @@
 //! Connection slots: at most `max_connections` MTA connections are served at once,
 //! and a new connection is never left waiting in the listen backlog.
 //!
-//! Each served connection holds a [`Slot`] in the [`Slots`] table, where its driver
+//! Each served connection holds a `Slot` in the `Slots` table, where its driver
 //! (module `connection`) records what it is doing with two relaxed atomic stores
 //! per read: not negotiated yet, in the middle of a packet since when, quiet
 //! between messages since when, or busy (in a message or answering). The accepting
