@@ -2,11 +2,12 @@
 //!
 //! The lock store is shared with the running service (redb in multi-writer mode),
 //! so these commands work while `chaff milter` runs; an unlock takes effect at the
-//! account's next message.
+//! account's next message. `list` only reads the store and `unlock` only changes
+//! an existing one: neither creates a store at a mistyped path.
 
 use super::output::Format;
 use super::{CliError, load_service_config};
-use chaff_milter::accounts::{self, AccountStore};
+use chaff_milter::accounts::{self, AccountStore, StoreView};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,7 +39,8 @@ pub enum AccountsAction {
     },
     /// Unlock an account (exit status 1 if it was not locked).
     Unlock {
-        /// The SMTP AUTH user name, as listed.
+        /// The SMTP AUTH user name, as listed (case, and `@REALM` of the
+        /// configured realm, do not matter).
         user: String,
     },
     /// Lock an account by hand.
@@ -55,15 +57,14 @@ pub enum AccountsAction {
 pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
     let settings = load_service_config(args.config.as_deref())?;
     let db = args.db.unwrap_or_else(|| settings.accounts.db.clone());
-    let store = AccountStore::open(&db)?;
+    // Names are compared as the service compares them (`[accounts] realm`).
+    let realm = settings.accounts.realm.as_deref();
     match args.action {
         AccountsAction::List { all, format } => {
-            let locks = store.list()?;
-            let recent = if all {
-                store.recent_rejects(accounts::now_secs(), settings.accounts.window_secs)?
-            } else {
-                Vec::new()
-            };
+            // Read-only: a mistyped path is an error, not a new empty store.
+            let view = StoreView::read(&db, accounts::now_secs(), settings.accounts.window_secs)?;
+            let locks = view.locks;
+            let recent = if all { view.recent } else { Vec::new() };
             match format {
                 Format::Json => {
                     for (user, r) in &locks {
@@ -125,6 +126,7 @@ pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         AccountsAction::Unlock { user } => {
+            let store = AccountStore::open_existing(&db, realm)?;
             if store.unlock(&user)? {
                 println!("{user}: unlocked");
                 Ok(ExitCode::SUCCESS)
@@ -134,6 +136,7 @@ pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
             }
         }
         AccountsAction::Lock { user, reason } => {
+            let store = AccountStore::open_in_realm(&db, realm)?;
             if store.lock(&user, accounts::now_secs(), &reason)? {
                 println!("{user}: locked");
             } else {

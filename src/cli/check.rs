@@ -28,9 +28,16 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     let kw = engine.keywords();
     let sources = KnowledgeSources::from_file(&ConfigFile::load(&args.file)?)?;
     let kb = KnowledgeBase::load(&sources)?;
+    let outbound = match config.outbound {
+        Some(t) => format!(
+            "outbound (authenticated) mail: quarantine at {}, reject at {}",
+            t.quarantine, t.reject
+        ),
+        None => "outbound mail: as inbound".into(),
+    };
     println!(
         "{}: ok — {} keywords in {} categories ({}); quarantine at {}, reject at {} with `{}`; \
-         {} bounce causes",
+         {outbound}; {} bounce causes",
         args.file.display(),
         kw.keywords.len(),
         kw.categories.len(),

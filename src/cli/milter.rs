@@ -53,16 +53,18 @@ pub fn run(args: MilterArgs) -> Result<ExitCode, CliError> {
     if let Err(e) = chaff_milter::memory::disable_transparent_huge_pages() {
         tracing::warn!(error = %e, "could not disable transparent huge pages");
     }
-    let config = load_service_config(args.config.as_deref())?;
+    // Read from the absolute path SIGHUP reads again, so a relative `db` resolves
+    // the same way at start and at every reload.
+    let config_path = match &args.config {
+        Some(p) => Some(std::path::absolute(p)?),
+        None => None,
+    };
+    let config = load_service_config(config_path.as_deref())?;
     let listen = args.listen.or_else(|| config.milter.listen.clone()).ok_or(
         "no listen address: give --listen inet:HOST:PORT or unix:PATH, or set `listen` in [milter]",
     )?;
     let listen: ListenAddr = listen.parse()?;
     let metrics = args.metrics.or_else(|| config.milter.metrics.clone());
-    let config_path = match &args.config {
-        Some(p) => Some(std::path::absolute(p)?),
-        None => None,
-    };
     server::run(
         &config,
         ServeOptions {

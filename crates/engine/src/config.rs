@@ -324,14 +324,21 @@ impl Config {
         };
         let check_threshold = |v: &Spanned<f64>, name: &str| {
             let x = *v.get_ref();
-            if x.is_finite() {
-                Ok(x)
-            } else {
+            if !x.is_finite() {
                 Err(err(
                     Some(v.span()),
                     Some(name),
                     "must be a finite number".into(),
                 ))
+            } else if x <= 0.0 {
+                // Mail without a single hit scores 0: it would be held or refused.
+                Err(err(
+                    Some(v.span()),
+                    Some(name),
+                    format!("{x} must be above 0 (mail with no spam hits scores 0)"),
+                ))
+            } else {
+                Ok(x)
             }
         };
         let thresholds = |t: &FileThresholds, base: Thresholds, table: &str| {

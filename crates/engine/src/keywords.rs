@@ -105,15 +105,16 @@ impl KeywordSet {
                 .collect();
             files.sort();
             for file in files {
-                let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
+                let bytes = std::fs::read(&file).map_err(|source| Error::Io {
                     path: file.clone(),
                     source,
                 })?;
+                let text = list_text(&bytes, &file)?;
                 let category = file
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                set.add_list(&category, &text, &file)?;
+                set.add_list(&category, text, &file)?;
             }
         }
         Ok(set)
@@ -149,16 +150,17 @@ impl KeywordSet {
                 Some((w, num)) if looks_numeric(num) => {
                     let weight: f64 = num
                         .parse()
-                        .map_err(|_| bad(format!("`{num}` is not a weight")))?;
+                        .map_err(|_| bad(format!("`{}` is not a weight", shown(num))))?;
+                    if !weight.is_finite() || weight.abs() > MAX_WEIGHT {
+                        return Err(bad(format!(
+                            "weight {} is out of range (-1000 to 1000)",
+                            shown(num)
+                        )));
+                    }
                     (w.trim(), weight)
                 }
                 _ => (line, DEFAULT_WEIGHT),
             };
-            if !weight.is_finite() || weight.abs() > 1000.0 {
-                return Err(bad(format!(
-                    "weight {weight} is out of range (-1000 to 1000)"
-                )));
-            }
             let normalised = normalise(word).trim().to_string();
             if normalised.is_empty() {
                 return Err(bad(format!("`{word}` is empty after normalisation")));
@@ -179,6 +181,37 @@ impl KeywordSet {
         }
         Ok(())
     }
+}
+
+/// Largest weight a keyword may have, either sign.
+pub const MAX_WEIGHT: f64 = 1000.0;
+
+/// Most characters of a bad weight quoted in an error.
+const MAX_SHOWN: usize = 32;
+
+/// `s` as quoted in an error: as written, cut after [`MAX_SHOWN`] characters.
+fn shown(s: &str) -> String {
+    match s.char_indices().nth(MAX_SHOWN) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// A list file's text, or an error naming the line with the first byte that is
+/// not UTF-8.
+pub(crate) fn list_text<'a>(bytes: &'a [u8], file: &Path) -> Result<&'a str, Error> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        Error::Keywords {
+            file: file.to_path_buf(),
+            line: good.iter().filter(|&&b| b == b'\n').count() + 1,
+            message: format!(
+                "not valid UTF-8 (byte {} of the line)",
+                e.valid_up_to() - line_start + 1
+            ),
+        }
+    })
 }
 
 fn looks_numeric(s: &str) -> bool {
@@ -234,11 +267,45 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "kw/x.txt:2: weight inf is out of range (-1000 to 1000)"
+            "kw/x.txt:2: weight 1e999 is out of range (-1000 to 1000)"
         );
+        // The weight as written, not 309 digits.
+        let e = set
+            .add_list(
+                "x",
+                "ok
+bad 1e308
+",
+                Path::new("kw/x.txt"),
+            )
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "kw/x.txt:2: weight 1e308 is out of range (-1000 to 1000)"
+        );
+        // A long one is cut.
+        let long = format!("bad {}", "9".repeat(400));
+        let e = set
+            .add_list("x", &long, Path::new("kw/x.txt"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 120 && e.contains("…"), "{e}");
         let e = set
             .add_list("x", "ok\n\u{200B}  2\n", Path::new("kw/x.txt"))
             .unwrap_err();
         assert!(e.to_string().starts_with("kw/x.txt:2:"), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_names_its_line() {
+        let e = list_text(b"ok\nfine 2\nbad \xff\xfe 3\n", Path::new("kw/x.txt")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "kw/x.txt:3: not valid UTF-8 (byte 5 of the line)"
+        );
+        assert_eq!(
+            list_text("免费 2\n".as_bytes(), Path::new("x")).unwrap(),
+            "免费 2\n"
+        );
     }
 }

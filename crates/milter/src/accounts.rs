@@ -15,6 +15,10 @@
 //! is reopened, so [`AccountStore`] also keeps the locks in memory, enforces them
 //! from there while its file is unusable, reopens the file by itself with backoff
 //! and then writes the locks and rejects it held.
+//!
+//! A file deleted or replaced under the service (its device and inode differ from
+//! the open one's, checked at most once every [`IDENTITY_CHECK_INTERVAL`] on use) is
+//! reopened at the path, created if needed, and given the locks held in memory.
 
 use redb::{
     Builder, ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -74,6 +78,12 @@ pub enum StoreError {
         /// What redb said.
         source: Box<redb::Error>,
     },
+    /// There is no store at the path (a reading command does not create one).
+    #[error("no lock store at {path}")]
+    Missing {
+        /// The path given.
+        path: PathBuf,
+    },
     /// The directory for the store could not be made.
     #[error("account store {path}: cannot create its directory: {source}")]
     Dir {
@@ -103,6 +113,10 @@ pub const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(30);
 /// it recovers. Locks are always held (one per account); rejects beyond this are
 /// still counted in memory but not written.
 pub const MAX_PENDING: usize = 10_000;
+/// How often, at most, the store compares the file it has open with the file at
+/// its path (device and inode): a store deleted or replaced under the service is
+/// noticed at the first use after this, and reopened at its path.
+pub const IDENTITY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the store did while its file was unusable, written when it recovers.
 #[derive(Debug, Clone)]
@@ -129,6 +143,10 @@ struct Health {
     recovered_at: Option<Instant>,
     next_attempt: Instant,
     backoff: Duration,
+    /// The open file's device and inode, checked against the path's at most every
+    /// [`IDENTITY_CHECK_INTERVAL`].
+    identity: Option<(u64, u64)>,
+    identity_checked: Instant,
 }
 
 /// What the store knows without its file: the locks and recent rejects as last
@@ -169,6 +187,8 @@ pub struct StoreStats {
 /// and is healthy again.
 pub struct AccountStore {
     path: PathBuf,
+    /// Account names are normalised in this realm.
+    realm: Option<String>,
     health: Mutex<Health>,
     /// Held by the one thread reopening the database.
     reopening: Mutex<()>,
@@ -259,16 +279,90 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn open_db(path: &Path) -> Result<Database, redb::Error> {
+/// The device and inode of the file at `path`, if there is one.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The key an account is stored under: the name trimmed and in lower case, and,
+/// with a `realm`, `USER@REALM` as `USER` (so `Mallory`, `MALLORY` and, in realm
+/// `example.com`, `mallory@Example.com` are one account).
+pub fn normalise_user(user: &str, realm: Option<&str>) -> String {
+    let user = user.trim().to_lowercase();
+    if let Some(realm) = realm {
+        let realm = realm.trim().to_lowercase();
+        if let Some(local) = user.strip_suffix(realm.as_str())
+            && let Some(local) = local.strip_suffix('@')
+            && !local.is_empty()
+        {
+            return local.to_string();
+        }
+    }
+    user
+}
+
+fn open_db(path: &Path, realm: Option<&str>) -> Result<Database, redb::Error> {
     let db = Builder::new()
         .set_concurrency_mode(ConcurrencyMode::MultiWriter)
         .create(path)?;
-    // Make both tables exist so readers never meet a missing table.
+    // Make both tables exist so readers never meet a missing table, and store
+    // every key normalised.
     let txn = db.begin_write()?;
     txn.open_table(LOCKS)?;
     txn.open_table(REJECTS)?;
+    migrate_keys(&txn, realm)?;
     txn.commit()?;
     Ok(db)
+}
+
+/// Rewrites keys written before names were normalised (or under another realm
+/// setting), merging the records of one account: the earliest lock is kept, reject
+/// times are merged, and a locked account keeps no rejects.
+fn migrate_keys(txn: &redb::WriteTransaction, realm: Option<&str>) -> Result<(), redb::Error> {
+    let mut locks = txn.open_table(LOCKS)?;
+    let mut moved_locks = Vec::new();
+    for item in locks.iter()? {
+        let (k, v) = item?;
+        let key = normalise_user(k.value(), realm);
+        if key != k.value() {
+            moved_locks.push((k.value().to_string(), key, v.value().to_vec()));
+        }
+    }
+    let locked_at = |bytes: &[u8]| {
+        serde_json::from_slice::<LockRecord>(bytes).map_or(u64::MAX, |r| r.locked_at)
+    };
+    for (old, key, bytes) in moved_locks {
+        locks.remove(old.as_str())?;
+        let keep = match locks.get(key.as_str())? {
+            Some(v) => locked_at(&bytes) < locked_at(v.value()),
+            None => true,
+        };
+        if keep {
+            locks.insert(key.as_str(), bytes.as_slice())?;
+        }
+    }
+    let mut rejects = txn.open_table(REJECTS)?;
+    let mut moved = Vec::new();
+    for item in rejects.iter()? {
+        let (k, v) = item?;
+        let key = normalise_user(k.value(), realm);
+        if key != k.value() {
+            moved.push((k.value().to_string(), key, decode_times(v.value())));
+        }
+    }
+    for (old, key, mut times) in moved {
+        rejects.remove(old.as_str())?;
+        if locks.get(key.as_str())?.is_some() {
+            continue;
+        }
+        if let Some(v) = rejects.get(key.as_str())? {
+            times.extend(decode_times(v.value()));
+        }
+        times.sort_unstable();
+        rejects.insert(key.as_str(), encode_times(&times).as_slice())?;
+    }
+    Ok(())
 }
 
 type Snapshot = (HashMap<String, LockRecord>, HashMap<String, Vec<u64>>);
@@ -294,8 +388,16 @@ fn read_all(db: &Database) -> Result<Snapshot, redb::Error> {
 
 impl AccountStore {
     /// Opens the store at `path`, creating it (and its directory) if needed, and
-    /// reads its locks into memory.
+    /// reads its locks into memory; account names are normalised without a realm
+    /// (see [`AccountStore::open_in_realm`]).
     pub fn open(path: &Path) -> Result<AccountStore, StoreError> {
+        AccountStore::open_in_realm(path, None)
+    }
+
+    /// Opens the store at `path` as [`AccountStore::open`] does, with account names
+    /// normalised in `realm` ([`normalise_user`]): keys stored otherwise (by an
+    /// older version, or under another realm) are rewritten, their records merged.
+    pub fn open_in_realm(path: &Path, realm: Option<&str>) -> Result<AccountStore, StoreError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
             && !dir.exists()
@@ -309,16 +411,19 @@ impl AccountStore {
             path: path.to_path_buf(),
             source: Box::new(e),
         };
-        let db = open_db(path).map_err(err)?;
+        let db = open_db(path, realm).map_err(err)?;
         let (locks, rejects) = read_all(&db).map_err(err)?;
         Ok(AccountStore {
             path: path.to_path_buf(),
+            realm: realm.map(|r| r.trim().to_lowercase()),
             health: Mutex::new(Health {
                 db: Some(Arc::new(db)),
                 failed_at: None,
                 recovered_at: None,
                 next_attempt: Instant::now(),
                 backoff: MIN_REOPEN_BACKOFF,
+                identity: identity(path),
+                identity_checked: Instant::now(),
             }),
             reopening: Mutex::new(()),
             memory: Mutex::new(Memory {
@@ -362,9 +467,20 @@ impl AccountStore {
     /// for (or failing) a reopen.
     fn db(&self) -> Option<Arc<Database>> {
         {
-            let h = guard(&self.health);
-            if let Some(db) = &h.db {
-                return Some(Arc::clone(db));
+            let mut h = guard(&self.health);
+            if let Some(db) = h.db.clone() {
+                if h.identity_checked.elapsed() < IDENTITY_CHECK_INTERVAL {
+                    return Some(db);
+                }
+                h.identity_checked = Instant::now();
+                let was = h.identity;
+                drop(h);
+                let now = identity(&self.path);
+                if now.is_some() && now == was {
+                    return Some(db);
+                }
+                self.file_changed(was, now);
+                return guard(&self.health).db.clone();
             }
             if Instant::now() < h.next_attempt {
                 return None;
@@ -372,6 +488,73 @@ impl AccountStore {
         }
         self.reopen();
         guard(&self.health).db.clone()
+    }
+
+    /// The file at the path is not the one open (deleted, or replaced): reopens
+    /// the store there, creating it if needed, and writes the locks known in
+    /// memory that the file lacks, so the service and `chaff accounts` share one
+    /// file again and no lock is lost.
+    fn file_changed(&self, was: Option<(u64, u64)>, now: Option<(u64, u64)>) {
+        let _one = match self.reopening.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let held: Vec<(String, LockRecord)> = guard(&self.memory)
+            .locks
+            .iter()
+            .map(|(u, r)| (u.clone(), r.clone()))
+            .collect();
+        warn!(
+            path = %self.path.display(),
+            was = ?was,
+            now = ?now,
+            locks = held.len(),
+            "lock store file changed under the service (deleted or replaced): \
+             reopening it at its path and writing the locks held in memory"
+        );
+        if let Some(dir) = self.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let opened = open_db(&self.path, self.realm.as_deref()).and_then(|db| {
+            let snapshot = read_all(&db)?;
+            Ok((db, snapshot))
+        });
+        let (db, (locks, rejects)) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                // Handled as a failed file: enforced from memory, reopened with
+                // backoff, and the locks held written when it recovers.
+                {
+                    let mut m = guard(&self.memory);
+                    for (user, rec) in held {
+                        m.pending.push(Pending::Lock { user, rec });
+                    }
+                }
+                let _ = self.failed(redb::Error::Io(std::io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        {
+            let mut m = guard(&self.memory);
+            m.rejects = rejects;
+            for (user, rec) in locks {
+                m.locks.insert(user, rec);
+            }
+        }
+        {
+            let mut h = guard(&self.health);
+            h.db = Some(Arc::new(db));
+            h.identity = identity(&self.path);
+            h.identity_checked = Instant::now();
+        }
+        for (user, rec) in held {
+            if let Err(e) = self.insert_lock(&user, &rec) {
+                error!(error = %e, user = %user, "lock store: a lock held in memory could not be written");
+            }
+        }
     }
 
     /// Runs `e` past the health check: an I/O error marks the store unhealthy
@@ -428,7 +611,7 @@ impl AccountStore {
                 return;
             }
         }
-        let attempt = open_db(&self.path).and_then(|db| {
+        let attempt = open_db(&self.path, self.realm.as_deref()).and_then(|db| {
             let snapshot = read_all(&db)?;
             Ok((db, snapshot))
         });
@@ -470,6 +653,8 @@ impl AccountStore {
         let down_for = {
             let mut h = guard(&self.health);
             h.db = Some(Arc::new(db));
+            h.identity = identity(&self.path);
+            h.identity_checked = Instant::now();
             h.recovered_at = Some(Instant::now());
             h.failed_at
                 .take()
@@ -570,6 +755,8 @@ impl AccountStore {
     /// The lock on `user`, if there is one: read from the file, or, while the store
     /// is unhealthy, from memory.
     pub fn lock_of(&self, user: &str) -> Result<Option<LockRecord>, StoreError> {
+        let key = self.key(user);
+        let user = key.as_str();
         let got = self.read(|txn| {
             let table = txn.open_table(LOCKS)?;
             Ok(table.get(user)?.map(|v| v.value().to_vec()))
@@ -603,6 +790,8 @@ impl AccountStore {
         if cfg.lock_after == 0 {
             return Ok(None);
         }
+        let key = self.key(user);
+        let user = key.as_str();
         let mut parse_error = None;
         let written = self.write(|txn| {
             let mut locks = txn.open_table(LOCKS)?;
@@ -722,6 +911,8 @@ impl AccountStore {
     /// Locks `user` by hand with a reason (does nothing if already locked). Fails
     /// if the file cannot be written.
     pub fn lock(&self, user: &str, now: u64, reason: &str) -> Result<bool, StoreError> {
+        let key = self.key(user);
+        let user = key.as_str();
         let rec = LockRecord {
             locked_at: now,
             reason: reason.to_string(),
@@ -736,6 +927,8 @@ impl AccountStore {
     /// Unlocks `user` and forgets its recent rejects. Returns false if it was not
     /// locked. Fails if the file cannot be written.
     pub fn unlock(&self, user: &str) -> Result<bool, StoreError> {
+        let key = self.key(user);
+        let user = key.as_str();
         let was = self.write(|txn| {
             let mut locks = txn.open_table(LOCKS)?;
             let was = locks.remove(user)?.is_some();
@@ -756,22 +949,9 @@ impl AccountStore {
     /// Every locked account, by name, read from the file.
     pub fn list(&self) -> Result<Vec<(String, LockRecord)>, StoreError> {
         let rows = self
-            .read(|txn| {
-                let table = txn.open_table(LOCKS)?;
-                let mut out = Vec::new();
-                for item in table.iter()? {
-                    let (k, v) = item?;
-                    out.push((k.value().to_string(), v.value().to_vec()));
-                }
-                Ok(out)
-            })
+            .read(list_rows)
             .unwrap_or_else(|| Err(self.unusable()))?;
-        rows.into_iter()
-            .map(|(user, bytes)| {
-                let rec = self.parse_record(&user, &bytes)?;
-                Ok((user, rec))
-            })
-            .collect()
+        parse_rows(&self.path, rows)
     }
 
     /// Accounts with rejects inside `window_secs` before `now` that are not locked,
@@ -781,23 +961,25 @@ impl AccountStore {
         now: u64,
         window_secs: u64,
     ) -> Result<Vec<(String, u32)>, StoreError> {
-        let since = now.saturating_sub(window_secs);
-        self.read(|txn| {
-            let table = txn.open_table(REJECTS)?;
-            let mut out = Vec::new();
-            for item in table.iter()? {
-                let (k, v) = item?;
-                let n = decode_times(v.value())
-                    .into_iter()
-                    .filter(|&t| t > since)
-                    .count();
-                if n > 0 {
-                    out.push((k.value().to_string(), n as u32));
-                }
-            }
-            Ok(out)
-        })
-        .unwrap_or_else(|| Err(self.unusable()))
+        self.read(|txn| recent_rows(txn, now, window_secs))
+            .unwrap_or_else(|| Err(self.unusable()))
+    }
+
+    /// Opens the store at `path` only if it exists (for commands that change
+    /// existing locks, such as `unlock`): a mistyped path is an error, not a new
+    /// store.
+    pub fn open_existing(path: &Path, realm: Option<&str>) -> Result<AccountStore, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        AccountStore::open_in_realm(path, realm)
+    }
+
+    /// The key `user` is stored under.
+    fn key(&self, user: &str) -> String {
+        normalise_user(user, self.realm.as_deref())
     }
 
     /// How many accounts are locked: read from the file, or, while the store is
@@ -815,6 +997,112 @@ impl AccountStore {
     #[cfg(test)]
     pub(crate) fn fail_for_test(&self) {
         let _ = self.failed(redb::Error::PreviousIo);
+    }
+}
+
+fn list_rows(txn: &redb::ReadTransaction) -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
+    let table = txn.open_table(LOCKS)?;
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (k, v) = item?;
+        out.push((k.value().to_string(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+fn parse_rows(
+    path: &Path,
+    rows: Vec<(String, Vec<u8>)>,
+) -> Result<Vec<(String, LockRecord)>, StoreError> {
+    rows.into_iter()
+        .map(|(user, bytes)| match serde_json::from_slice(&bytes) {
+            Ok(rec) => Ok((user, rec)),
+            Err(e) => Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                user,
+                message: e.to_string(),
+            }),
+        })
+        .collect()
+}
+
+fn recent_rows(
+    txn: &redb::ReadTransaction,
+    now: u64,
+    window_secs: u64,
+) -> Result<Vec<(String, u32)>, redb::Error> {
+    let since = now.saturating_sub(window_secs);
+    let table = txn.open_table(REJECTS)?;
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (k, v) = item?;
+        let n = decode_times(v.value())
+            .into_iter()
+            .filter(|&t| t > since)
+            .count();
+        if n > 0 {
+            out.push((k.value().to_string(), n as u32));
+        }
+    }
+    Ok(out)
+}
+
+/// The locks and recent rejects of an existing store, read without writing to it
+/// or creating it (`chaff accounts list`): a missing file is
+/// [`StoreError::Missing`], and a file the reader may not write can be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreView {
+    /// Every locked account, by name.
+    pub locks: Vec<(String, LockRecord)>,
+    /// Accounts with rejects in the window asked for, with their count.
+    pub recent: Vec<(String, u32)>,
+}
+
+impl StoreView {
+    /// Reads the store at `path`; `recent` counts rejects within `window_secs`
+    /// before `now`.
+    pub fn read(path: &Path, now: u64, window_secs: u64) -> Result<StoreView, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let err = |e: redb::Error| StoreError::Db {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        };
+        let db = match Builder::new()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .open_read_only(path)
+        {
+            Ok(db) => db,
+            // A file left by a crash needs a repair, which only a writer makes.
+            Err(redb::DatabaseError::RepairAborted) => {
+                let store = AccountStore::open(path)?;
+                return Ok(StoreView {
+                    locks: store.list()?,
+                    recent: store.recent_rejects(now, window_secs)?,
+                });
+            }
+            Err(e) => return Err(err(e.into())),
+        };
+        let txn = db.begin_read().map_err(|e| err(e.into()))?;
+        // A store made by an older version may lack a table: then it has no rows.
+        let missing_table = |e: &redb::Error| matches!(e, redb::Error::TableDoesNotExist(_));
+        let rows = match list_rows(&txn) {
+            Ok(r) => r,
+            Err(e) if missing_table(&e) => Vec::new(),
+            Err(e) => return Err(err(e)),
+        };
+        let recent = match recent_rows(&txn, now, window_secs) {
+            Ok(r) => r,
+            Err(e) if missing_table(&e) => Vec::new(),
+            Err(e) => return Err(err(e)),
+        };
+        Ok(StoreView {
+            locks: parse_rows(path, rows)?,
+            recent,
+        })
     }
 }
 
@@ -850,6 +1138,7 @@ mod tests {
             window_secs: w,
             db: PathBuf::new(),
             on_store_error: crate::config::OnStoreError::EnforceKnown,
+            realm: None,
         }
     }
 
@@ -1004,6 +1293,70 @@ mod tests {
                 None
             );
         }
+    }
+
+    #[test]
+    fn keys_are_normalised_and_old_keys_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.redb");
+        // A store written before keys were normalised.
+        {
+            let db = open_db(&path, None).unwrap();
+            let rec = |t: u64| {
+                serde_json::to_vec(&LockRecord {
+                    locked_at: t,
+                    reason: format!("at {t}"),
+                    rejects: 0,
+                    window_secs: 0,
+                    last_queue_id: None,
+                    last_score: None,
+                })
+                .unwrap()
+            };
+            let txn = db.begin_write().unwrap();
+            {
+                let mut locks = txn.open_table(LOCKS).unwrap();
+                locks.insert("MALLORY", rec(20).as_slice()).unwrap();
+                locks
+                    .insert("mallory@example.com", rec(10).as_slice())
+                    .unwrap();
+                locks.insert("Bob@Example.COM", rec(30).as_slice()).unwrap();
+                let mut rejects = txn.open_table(REJECTS).unwrap();
+                rejects
+                    .insert("Carol", encode_times(&[5, 7]).as_slice())
+                    .unwrap();
+                rejects
+                    .insert("carol@example.com", encode_times(&[6]).as_slice())
+                    .unwrap();
+                rejects
+                    .insert("MALLORY", encode_times(&[1]).as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = AccountStore::open_in_realm(&path, Some("Example.com")).unwrap();
+        // Merged: the earliest lock of an account is kept.
+        let locks = store.list().unwrap();
+        assert_eq!(
+            locks
+                .iter()
+                .map(|(u, r)| (u.as_str(), r.locked_at))
+                .collect::<Vec<_>>(),
+            [("bob", 30), ("mallory", 10)]
+        );
+        assert_eq!(
+            store.recent_rejects(7, 100).unwrap(),
+            vec![("carol".into(), 3)]
+        );
+        for user in ["mallory", "MALLORY", "mallory@EXAMPLE.com", " Mallory "] {
+            assert!(store.lock_of(user).unwrap().is_some(), "{user}");
+        }
+        assert!(store.lock_of("mallory@example.org").unwrap().is_none());
+        assert!(store.unlock("BOB@example.com").unwrap());
+        assert!(store.lock("Dave@Example.com", 1, "x").unwrap());
+        assert_eq!(users(&store), ["dave", "mallory"]);
+        // Without a realm, case still does not matter.
+        assert_eq!(normalise_user("Eve@Example.com", None), "eve@example.com");
     }
 
     #[test]

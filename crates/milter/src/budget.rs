@@ -18,9 +18,11 @@
 //! (which tokio counts in `u32`).
 //!
 //! What is counted is the message as rebuilt for scanning (`Name: value` lines,
-//! the blank line, the body): the bytes that grow with the mail. Not counted: a
-//! connection's read buffer (one packet, at most `max_packet_size`), the spare
-//! capacity a connection keeps for its next message (at most 1 MiB), and the
+//! the blank line, the body): the bytes that grow with the mail, and the room a
+//! connection reads a packet of more than 64 KiB into (`connection::LARGE_PACKET`)
+//! while it arrives. Not counted: a connection's read buffer for smaller packets,
+//! the spare capacity a connection keeps between messages (at most 64 KiB in all:
+//! `connection::IDLE_READ_CAPACITY` and `session::IDLE_MESSAGE_CAPACITY`), and the
 //! scan's own working memory.
 
 use super::protocol::Response;

@@ -315,6 +315,10 @@ pub struct AccountsConfig {
     /// What the service does while the lock store's file is unusable (a full or
     /// failing disk), until it has reopened it.
     pub on_store_error: OnStoreError,
+    /// The site's own mail domain: `USER@REALM` and `USER` are one account. Account
+    /// names are compared without case either way (`accounts::normalise_user`).
+    /// Takes effect at start.
+    pub realm: Option<String>,
 }
 
 /// The policy while the lock store is unusable (`[accounts] on_store_error`).
@@ -341,6 +345,7 @@ impl Default for AccountsConfig {
             window_secs: 3600,
             db: PathBuf::from("/var/lib/chaff/accounts.redb"),
             on_store_error: OnStoreError::EnforceKnown,
+            realm: None,
         }
     }
 }
@@ -356,6 +361,14 @@ impl AccountsConfig {
         }
         if self.db.as_os_str().is_empty() {
             return Err(("accounts.db", "must name a file".into()));
+        }
+        if let Some(r) = &self.realm
+            && (r.trim().is_empty() || r.contains('@') || r.contains(char::is_whitespace))
+        {
+            return Err((
+                "accounts.realm",
+                "must be a domain, such as `example.com`".into(),
+            ));
         }
         Ok(())
     }

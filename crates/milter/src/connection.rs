@@ -16,11 +16,30 @@ use super::protocol::{self, Command, ProtocolError};
 use super::service::Service;
 use super::session::{Session, Step};
 use super::slots::{Slot, SlotGuard, State};
+use super::throttle::Shared;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
+
+/// Read-buffer capacity a connection keeps while no message is in progress
+/// (16 KiB); with the message buffer's `session::IDLE_MESSAGE_CAPACITY` an idle
+/// open connection holds at most 64 KiB of buffers.
+pub(crate) const IDLE_READ_CAPACITY: usize = 16 * 1024;
+
+/// Packets longer than this (the MTA's 64 KiB body chunk with its five bytes of
+/// framing) are read into room drawn from the buffer budget (`max_buffered_bytes`),
+/// so connections each holding an unfinished large packet cannot take memory
+/// past the budget; a connection whose packet does not fit is closed (the MTA
+/// applies its default action). Smaller packets are read without drawing.
+pub(crate) const LARGE_PACKET: usize = 64 * 1024 + 5;
+
+/// Room read beyond the packet being received, for a few more small ones.
+const READ_AHEAD: usize = 8192;
+
+/// Capacity the reply buffer keeps between writes.
+const IDLE_WRITE_CAPACITY: usize = 4096;
 
 /// Registers an accepted socket with the runtime this runs on, and serves it.
 pub(crate) async fn serve(
@@ -47,7 +66,9 @@ pub(crate) async fn serve(
         },
     };
     let peer = c.peer;
-    warn!(peer = %peer, error = %unusable, "cannot register a connection");
+    if let Some(n) = svc.conn_logs().register.tick() {
+        warn!(peer = %peer, error = %unusable, since_last = n, "cannot register a connection");
+    }
 }
 
 /// An accepted connection on its way to the network runtime that will serve it.
@@ -74,12 +95,27 @@ enum ConnError {
     Io(std::io::Error),
     /// Its slot was given to a new connection (counted by the accepting side).
     Evicted,
+    /// A packet of this many bytes does not fit the buffer budget.
+    Busy(usize),
 }
 
 impl From<ProtocolError> for ConnError {
     fn from(e: ProtocolError) -> Self {
         ConnError::Protocol(e)
     }
+}
+
+/// The warnings a connection may end with, each written at most once every
+/// `throttle::LOG_INTERVAL` across all connections with the count since the last
+/// line (`since_last`), so a reconnect storm writes a few lines, not megabytes.
+#[derive(Debug, Default)]
+pub(crate) struct ConnLogs {
+    protocol: Shared,
+    timeout: Shared,
+    disconnect: Shared,
+    io: Shared,
+    busy: Shared,
+    register: Shared,
 }
 
 /// Serves one MTA connection until it quits, fails or the service drains.
@@ -90,23 +126,43 @@ where
     let peer = &c.peer;
     svc.metrics().connection_opened();
     debug!(peer = %peer, "connection");
+    let logs = svc.conn_logs();
     match drive(&svc, stream, shutdown, c.slot.slot(), c.accepted).await {
         Ok(()) => debug!(peer = %peer, "connection closed"),
         Err(ConnError::Protocol(e)) => {
             svc.metrics().error(ErrorKind::Protocol);
-            warn!(peer = %peer, error = %e, "dropping connection: protocol error");
+            if let Some(n) = logs.protocol.tick() {
+                warn!(peer = %peer, error = %e, since_last = n, "dropping connection: protocol error");
+            }
         }
         Err(ConnError::Timeout(what)) => {
             svc.metrics().error(ErrorKind::Timeout);
-            warn!(peer = %peer, "dropping connection: {what} timed out");
+            if let Some(n) = logs.timeout.tick() {
+                warn!(peer = %peer, since_last = n, "dropping connection: {what} timed out");
+            }
         }
         Err(ConnError::Disconnect) => {
             svc.metrics().error(ErrorKind::Disconnect);
-            info!(peer = %peer, "peer disconnected in the middle of a message");
+            if let Some(n) = logs.disconnect.tick() {
+                info!(peer = %peer, since_last = n, "peer disconnected in the middle of a message");
+            }
         }
         Err(ConnError::Io(e)) => {
             svc.metrics().error(ErrorKind::Io);
-            warn!(peer = %peer, error = %e, "dropping connection: I/O error");
+            if let Some(n) = logs.io.tick() {
+                warn!(peer = %peer, error = %e, since_last = n, "dropping connection: I/O error");
+            }
+        }
+        Err(ConnError::Busy(len)) => {
+            svc.metrics().error(ErrorKind::Io);
+            if let Some(n) = logs.busy.tick() {
+                warn!(
+                    peer = %peer,
+                    packet = len,
+                    since_last = n,
+                    "dropping connection: its packet does not fit max_buffered_bytes"
+                );
+            }
         }
         Err(ConnError::Evicted) => {
             debug!(peer = %peer, "connection closed: its slot went to a new connection");
@@ -139,8 +195,10 @@ where
         Arc::clone(&svc.current().settings),
         Arc::clone(svc.budget()),
     );
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut buf: Vec<u8> = Vec::with_capacity(IDLE_READ_CAPACITY);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
+    // The budget drawn for a large packet being received.
+    let mut packet_room = svc.budget().reservation();
     // When data last arrived, when the packet in `buf` started arriving, when the
     // message in progress started.
     let mut last_read = accepted;
@@ -207,6 +265,16 @@ where
             buf.drain(..used);
             // What is left was started by the last read.
             packet_start = None;
+            // Give back the room of a large packet, and between messages all but
+            // a small buffer.
+            let keep = if session.is_idle() {
+                IDLE_READ_CAPACITY
+            } else {
+                LARGE_PACKET + READ_AHEAD
+            };
+            if buf.capacity() > keep {
+                buf.shrink_to(keep);
+            }
         }
         if buf.is_empty() {
             packet_start = None;
@@ -221,7 +289,10 @@ where
         if !out.is_empty() {
             let write_timeout = session.settings().write_timeout();
             match tokio::time::timeout(write_timeout, stream.write_all(&out)).await {
-                Ok(Ok(())) => out.clear(),
+                Ok(Ok(())) => {
+                    out.clear();
+                    out.shrink_to(IDLE_WRITE_CAPACITY);
+                }
                 Ok(Err(e)) => return Err(ConnError::Io(e)),
                 Err(_) => return Err(ConnError::Timeout("write")),
             }
@@ -231,11 +302,17 @@ where
         }
         // Room for the rest of the packet being received (its length is known and
         // already checked), or for a few more small ones.
-        let missing = match protocol::announced_len(&buf, max_packet)? {
-            Some(len) => (4 + len).saturating_sub(buf.len()),
-            None => 0,
-        };
-        buf.reserve(missing.max(8192));
+        let announced = protocol::announced_len(&buf, max_packet)?.map(|len| 4 + len);
+        let missing = announced.map_or(0, |total| total.saturating_sub(buf.len()));
+        // A large packet is read into room drawn from the budget.
+        let draw = announced.filter(|&total| total > LARGE_PACKET).unwrap_or(0);
+        if draw != packet_room.held() {
+            packet_room.release();
+            if draw > 0 && !packet_room.grow(draw) {
+                return Err(ConnError::Busy(draw));
+            }
+        }
+        buf.reserve(missing.max(READ_AHEAD));
         let idle = session.is_idle();
         let st = session.settings();
         let (state, since, deadline, what) = if session.negotiated().is_none() {

@@ -38,7 +38,7 @@
 //! - [`metrics`]: Prometheus counters, served on `--metrics HOST:PORT` by
 //!   `metrics_http`;
 //! - [`log_batch`], [`cpu_time`], [`memory`]: the log lines of the network threads
-//!   written in batches, a scan's CPU time, transparent huge pages turned off;
+//!   written in batches (and `throttle`: those that come in storms, rate-limited), a scan's CPU time, transparent huge pages turned off;
 //! - `client` (feature `client`): the MTA side, as Postfix speaks it, for tests and
 //!   benchmarks, not part of the service's API;
 //! - [`config`] and [`settings`]: the `[milter]` and `[accounts]` tables, checked.
@@ -66,4 +66,5 @@ pub mod session;
 pub mod settings;
 mod signals;
 pub mod slots;
+mod throttle;
 pub use config::{AccountsConfig, MilterConfig, ServiceConfig};

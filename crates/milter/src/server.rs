@@ -22,6 +22,7 @@ use super::metrics_http;
 pub use super::service::{Generation, ServeError, Service};
 use super::signals;
 use super::slots::{Admission, Slots};
+use super::throttle::Throttled;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -112,10 +113,19 @@ fn bind(addr: &ListenAddr, socket_mode: u32) -> Result<(Bound, String), ServeErr
                 addr: addr.to_string(),
                 source,
             };
-            // A socket left by a previous run is removed; anything else is kept.
+            // A socket left by a previous run is removed; anything else is kept. A
+            // socket something still answers on belongs to a running instance:
+            // refusing to start keeps it reachable.
             if let Ok(meta) = std::fs::symlink_metadata(path)
                 && meta.file_type().is_socket()
             {
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        "another process is listening on this socket (is chaff milter \
+                         already running?)",
+                    )));
+                }
                 std::fs::remove_file(path).map_err(err)?;
             }
             let l = std::os::unix::net::UnixListener::bind(path).map_err(err)?;
@@ -127,6 +137,29 @@ fn bind(addr: &ListenAddr, socket_mode: u32) -> Result<(Bound, String), ServeErr
     }
 }
 
+/// First wait after a failed accept (out of file descriptors, say); it doubles
+/// while accepts keep failing, up to [`MAX_ACCEPT_BACKOFF`].
+pub const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between two accepts after failures.
+pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Connection slots for `max_connections` under an open-files limit of `fds`
+/// (None: unknown): `max_connections`, or fewer when the limit cannot hold them
+/// with [`fd_limit::MARGIN`] to spare (then `fds` − margin, or half of `fds` when
+/// that is small), so the slot rule frees slots before accepts run out of
+/// descriptors.
+pub fn slots_for(max_connections: usize, fds: Option<u64>) -> usize {
+    let Some(fds) = fds else {
+        return max_connections;
+    };
+    let room = if fds > 2 * fd_limit::MARGIN {
+        fds - fd_limit::MARGIN
+    } else {
+        fds / 2
+    };
+    max_connections.min(usize::try_from(room).unwrap_or(usize::MAX).max(1))
+}
+
 /// Accepts connections until shutdown, then drains them. Each connection is served
 /// on one of the network runtimes `workers`, in turn.
 async fn accept_loop(
@@ -134,6 +167,7 @@ async fn accept_loop(
     bound: Bound,
     mut shutdown: watch::Receiver<bool>,
     workers: Vec<tokio::runtime::Handle>,
+    limit: usize,
 ) {
     enum L {
         Tcp(tokio::net::TcpListener),
@@ -150,12 +184,13 @@ async fn accept_loop(
             return;
         }
     };
-    let limit = svc.current().settings.milter.max_connections;
     let slots = Slots::new(limit);
     let mut tasks = JoinSet::new();
     let mut turn = 0usize;
     let mut evictions = Throttled::default();
     let mut refusals = Throttled::default();
+    let mut accept_failures = Throttled::default();
+    let mut accept_backoff = MIN_ACCEPT_BACKOFF;
     loop {
         while tasks.try_join_next().is_some() {}
         let accepted = tokio::select! {
@@ -175,6 +210,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((conn, peer)) => {
+                accept_backoff = MIN_ACCEPT_BACKOFF;
                 let now = Instant::now();
                 let idle_after =
                     Duration::from_secs(svc.current().settings.milter.evict_idle_after_secs);
@@ -217,13 +253,37 @@ async fn accept_loop(
                 tasks.spawn_on(connection::serve(svc, conn, peer, rx, slot, now), worker);
             }
             Err(e) => {
-                // Out of file descriptors and the like: wait a little, keep serving.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Out of file descriptors and the like: keep serving the open
+                // connections, try again after a wait that doubles while accepts
+                // keep failing, and log one line per interval with the count.
+                if let Some(n) = accept_failures.tick(Instant::now()) {
+                    warn!(
+                        error = %e,
+                        since_last = n,
+                        retry_in_ms = accept_backoff.as_millis() as u64,
+                        "accept failed"
+                    );
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(accept_backoff) => {}
+                    _ = shutdown.changed() => break,
+                }
+                accept_backoff = (accept_backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                continue;
             }
         }
     }
+    // Stop listening before the drain, so new connections are refused at once
+    // rather than left waiting in the backlog (the MTA applies its default action
+    // or tries another milter).
+    let unix_path = match &listener {
+        L::Unix(_, p) => Some(p.clone()),
+        L::Tcp(_) => None,
+    };
+    drop(listener);
     let drain = Duration::from_secs(svc.current().settings.milter.drain_timeout_secs);
+    // Connections that have ended are not counted as draining.
+    while tasks.try_join_next().is_some() {}
     let open = tasks.len();
     if open > 0 {
         info!(connections = open, "draining");
@@ -238,30 +298,8 @@ async fn accept_loop(
         );
         tasks.abort_all();
     }
-    if let L::Unix(_, path) = &listener {
+    if let Some(path) = unix_path {
         let _ = std::fs::remove_file(path);
-    }
-}
-
-/// A log line at most every ten seconds, saying how many events it stands for.
-#[derive(Debug, Default)]
-struct Throttled {
-    last: Option<Instant>,
-    count: u64,
-}
-
-impl Throttled {
-    /// Counts an event; Some(events since the last line) when a line is due.
-    fn tick(&mut self, now: Instant) -> Option<u64> {
-        self.count += 1;
-        if self
-            .last
-            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(10))
-        {
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.count))
     }
 }
 
@@ -339,7 +377,16 @@ impl ServerHandle {
 pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle, ServeError> {
     let service = Arc::new(Service::new(config, opts.config_path.clone())?);
     let settings = service.current().settings.clone();
-    fd_limit::ensure(settings.milter.max_connections);
+    let max = settings.milter.max_connections;
+    let limit = slots_for(max, fd_limit::ensure(max));
+    if limit < max {
+        warn!(
+            slots = limit,
+            max_connections = max,
+            "serving at most {limit} connections at once, not max_connections: the \
+             open-files limit cannot hold more"
+        );
+    }
     let (bound, addr) = bind(&opts.listen, settings.milter.socket_mode)?;
     let metrics = match &opts.metrics {
         Some(m) => {
@@ -412,7 +459,7 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
                 if let Some(l) = metrics {
                     tokio::spawn(metrics_http::metrics_loop(Arc::clone(&svc), l, rx.clone()));
                 }
-                accept_loop(svc, bound, rx, workers).await;
+                accept_loop(svc, bound, rx, workers, limit).await;
             });
             let _ = stop_workers.send(true);
             for t in others {
@@ -455,6 +502,16 @@ pub fn check(path: &Path) -> Result<(), ServeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_fit_the_open_files_limit() {
+        assert_eq!(slots_for(1024, None), 1024);
+        assert_eq!(slots_for(1024, Some(4096)), 1024);
+        assert_eq!(slots_for(1024, Some(1024)), 768);
+        assert_eq!(slots_for(1024, Some(160)), 80);
+        assert_eq!(slots_for(1024, Some(1)), 1);
+        assert_eq!(slots_for(10, Some(0)), 1);
+    }
 
     #[test]
     fn listen_addresses_parse_in_postfix_and_sendmail_forms() {

@@ -12,6 +12,7 @@
 use super::accounts::{self, AccountStore, StoreError};
 use super::budget::Budget;
 use super::config::ServiceConfig;
+use super::connection::ConnLogs;
 use super::metrics::{ErrorKind, Metrics};
 use super::policy::{self, Decision, Outcome};
 use super::scan_pool::ScanPool;
@@ -95,6 +96,8 @@ pub struct Service {
     /// Message bytes buffered across connections (`max_buffered_bytes`).
     budget: Arc<Budget>,
     config_path: Option<PathBuf>,
+    /// Rate-limited warnings of connections that end badly.
+    conn_logs: ConnLogs,
 }
 
 impl std::fmt::Debug for Service {
@@ -124,7 +127,8 @@ impl Service {
         config_path: Option<PathBuf>,
     ) -> Result<Service, ServeError> {
         let generation = Generation::build(config)?;
-        let store = AccountStore::open(&generation.settings.accounts.db)?;
+        let accounts = &generation.settings.accounts;
+        let store = AccountStore::open_in_realm(&accounts.db, accounts.realm.as_deref())?;
         let threads = generation.settings.milter.scan_thread_count();
         let pool = ScanPool::new(threads).map_err(|e| ServeError::Start {
             what: "scan threads",
@@ -138,6 +142,7 @@ impl Service {
             metrics: Metrics::default(),
             pool,
             config_path,
+            conn_logs: ConnLogs::default(),
         })
     }
 
@@ -154,6 +159,11 @@ impl Service {
     /// The budget of message bytes buffered across connections.
     pub fn budget(&self) -> &Arc<Budget> {
         &self.budget
+    }
+
+    /// The rate-limited warnings of connections that end badly.
+    pub(crate) fn conn_logs(&self) -> &ConnLogs {
+        &self.conn_logs
     }
 
     /// The lock store.
@@ -178,6 +188,13 @@ impl Service {
         };
         let generation = Generation::build(&config).map_err(|e| e.to_string())?;
         let old = self.current();
+        if generation.settings.accounts.realm != old.settings.accounts.realm {
+            warn!(
+                old = ?old.settings.accounts.realm,
+                new = ?generation.settings.accounts.realm,
+                "accounts.realm changed: it takes effect after a restart"
+            );
+        }
         if generation.settings.accounts.db != old.settings.accounts.db {
             warn!(
                 old = %old.settings.accounts.db.display(),

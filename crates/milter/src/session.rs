@@ -48,6 +48,11 @@ const WANT_MACROS: &[(u32, &str)] = &[
 /// Recipients kept per message (more are accepted but not passed to the engine).
 const MAX_RECIPIENTS: usize = 1000;
 
+/// Most capacity the message buffer keeps between messages (32 KiB): with the
+/// connection's read buffer (`connection::IDLE_READ_CAPACITY`), an open connection
+/// that is not receiving a message holds at most 64 KiB (README, "Memory").
+pub const IDLE_MESSAGE_CAPACITY: usize = 32 * 1024;
+
 /// What the server must do after a command.
 #[derive(Debug, PartialEq)]
 pub enum Step {
@@ -246,8 +251,9 @@ impl Session {
     fn reset_message(&mut self) {
         let mut raw = std::mem::take(&mut self.msg.raw);
         raw.clear();
-        // Keep a modest buffer for the next message, not a huge one.
-        if raw.capacity() > 1 << 20 {
+        // Keep a modest buffer for the next message, not a large one: an idle
+        // connection holds at most this much (see `IDLE_MESSAGE_CAPACITY`).
+        if raw.capacity() > IDLE_MESSAGE_CAPACITY {
             raw = Vec::new();
         }
         // The old message's reservation goes back to the budget here.
@@ -433,8 +439,9 @@ impl Session {
                     step
                 } else {
                     // The next message likely has a similar size: start its buffer
-                    // there rather than growing it from nothing again.
-                    let room = self.msg.raw.len().min(1 << 20);
+                    // there rather than growing it from nothing again, up to what
+                    // an idle connection may keep.
+                    let room = self.msg.raw.len().min(IDLE_MESSAGE_CAPACITY);
                     let job = ScanJob {
                         raw: std::mem::replace(&mut self.msg.raw, Vec::with_capacity(room)),
                         envelope: self.envelope(),

@@ -21,7 +21,9 @@
 //!
 //! Saving writes a temporary file in the model's directory, syncs it, renames it over
 //! the old file and syncs the directory: a reader sees the old model or the new one,
-//! never a mix, whenever the writer dies.
+//! never a mix, whenever the writer dies. A writer killed outright leaves its
+//! temporary file (`.NAME.tmp.PID`); the next save removes those of writers no
+//! longer running once they are older than a minute.
 
 use super::features::FEATURES_VERSION;
 use super::model::{Model, ModelMeta};
@@ -198,6 +200,42 @@ pub fn save(model: &Model, path: &Path) -> Result<(), ModelError> {
     })
 }
 
+/// Age beyond which a temporary file of a writer that is no longer running is
+/// removed by the next save (a writer killed with SIGKILL cannot remove its own).
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes `.NAME.tmp.PID` files in `dir` whose writer (PID) is not running and
+/// that are older than [`STALE_TEMP_AGE`]. Best effort: what cannot be read or
+/// removed is left.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process is running while /proc has its directory (Linux).
+        let running =
+            pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        if !running && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Replaces `path` with `bytes` so that readers see either the old or the new
 /// content, whenever the process dies.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -210,6 +248,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    remove_stale_temps(&dir, &name);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -231,6 +270,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saving_removes_temp_files_of_dead_writers_older_than_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.bin");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let make = |name: &str, mtime: Option<std::time::SystemTime>| {
+            let p = dir.path().join(name);
+            let f = std::fs::File::create(&p).unwrap();
+            if let Some(t) = mtime {
+                f.set_modified(t).unwrap();
+            }
+            p
+        };
+        // Killed writers: a pid above the kernel's largest, one that is running
+        // (pid 1), one still fresh; and another model's file.
+        let dead = make(".m.bin.tmp.999999999", Some(old));
+        let running = make(".m.bin.tmp.1", Some(old));
+        let fresh = make(".m.bin.tmp.999999998", None);
+        let other = make(".n.bin.tmp.999999999", Some(old));
+        let not_pid = make(".m.bin.tmp.x", Some(old));
+        write_atomic(&path, b"model").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"model");
+        assert!(!dead.exists(), "a dead writer's old temp file stays");
+        for kept in [running, fresh, other, not_pid] {
+            assert!(kept.exists(), "{} removed", kept.display());
+        }
+    }
     use crate::classify::features::FeatureConfig;
     use crate::classify::model::LearnParams;
 

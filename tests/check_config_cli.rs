@@ -1,0 +1,58 @@
+//! `chaff check-config` on thresholds (issue 14): negative or zero thresholds are
+//! refused in both tables, and the outbound ones are printed when set.
+
+use std::process::{Command, Output};
+
+fn check(text: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chaff.toml");
+    std::fs::write(&path, text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_chaff"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn negative_thresholds_are_refused_with_their_line() {
+    for (text, field) in [
+        (
+            "[thresholds]\nquarantine = 5\nreject = 10\n[outbound]\nquarantine = -3\nreject = -1\n",
+            "chaff.toml:5: field `outbound.quarantine`",
+        ),
+        (
+            "[outbound]\nreject = -8\n",
+            "chaff.toml:2: field `outbound.reject`",
+        ),
+        (
+            "[thresholds]\nquarantine = 0\n",
+            "chaff.toml:2: field `thresholds.quarantine`",
+        ),
+    ] {
+        let out = check(text);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}: accepted");
+        assert!(err.contains(field), "{text}: {err}");
+        assert!(err.contains("must be above 0"), "{err}");
+    }
+}
+
+#[test]
+fn outbound_thresholds_are_printed() {
+    let out = check("[thresholds]\nquarantine = 5\nreject = 10\n[outbound]\nreject = 7\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("quarantine at 5, reject at 10")
+            && text.contains("outbound (authenticated) mail: quarantine at 5, reject at 7"),
+        "{text}"
+    );
+    let out = check("[thresholds]\nquarantine = 5\nreject = 10\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("outbound mail: as inbound"), "{text}");
+}
