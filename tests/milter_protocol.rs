@@ -795,3 +795,30 @@ fn with_a_model_the_status_header_names_the_classifiers_tokens() {
     }
     h.shutdown();
 }
+
+#[test]
+fn a_refused_model_replacement_is_counted_once_and_the_old_model_keeps_serving() {
+    let mut f = fixture();
+    let path = corpus_model(f.dir.path());
+    f.config.engine.model = Some(path.clone());
+    f.config.engine.classifier.reload_interval_ms = 0;
+    let h = start(&f.config);
+    let before = send(h.addr(), None, SPAM);
+    assert_eq!(
+        metric(&scrape(&h), "chaff_milter_model_refusals_total"),
+        Some(0.0)
+    );
+    // A broken file replaces the model: refused, counted once however many
+    // messages follow, and the verdicts stay those of the previous model.
+    std::fs::write(&path, b"not a model").unwrap();
+    for _ in 0..3 {
+        let after = send(h.addr(), None, SPAM);
+        assert_eq!(after.action(), before.action());
+        assert_eq!(after.header("X-Spam-Score"), before.header("X-Spam-Score"));
+    }
+    assert_eq!(
+        metric(&scrape(&h), "chaff_milter_model_refusals_total"),
+        Some(1.0)
+    );
+    h.shutdown();
+}

@@ -73,9 +73,15 @@ pub struct Metrics {
     locks_made: AtomicU64,
     evicted: [AtomicU64; EvictReason::ALL.len()],
     refused_full: AtomicU64,
+    model_refused: AtomicU64,
 }
 
 impl Metrics {
+    /// Counts replacement model files the engine refused.
+    pub fn model_refused(&self, n: u64) {
+        self.model_refused.fetch_add(n, Relaxed);
+    }
+
     /// Counts a decided message.
     pub fn message(&self, outcome: Outcome) {
         self.messages[outcome.index()].fetch_add(1, Relaxed);
@@ -215,7 +221,7 @@ impl Metrics {
             self.latency_sum_ns.load(Relaxed) as f64 / 1e9
         );
         let _ = writeln!(s, "chaff_milter_scan_seconds_count {count}");
-        let gauges: [(&str, &str, &str, String); 5] = [
+        let gauges: [(&str, &str, &str, String); 6] = [
             (
                 "chaff_milter_connections_total",
                 "counter",
@@ -239,6 +245,12 @@ impl Metrics {
                 "counter",
                 "Refused configuration reloads (the old configuration kept serving).",
                 self.reloads_failed.load(Relaxed).to_string(),
+            ),
+            (
+                "chaff_milter_model_refusals_total",
+                "counter",
+                "Replacement model files refused (the previous model kept serving), once per file version.",
+                self.model_refused.load(Relaxed).to_string(),
             ),
             (
                 "chaff_milter_accounts_locked_total",

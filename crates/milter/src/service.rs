@@ -23,6 +23,7 @@ use chaff::{ConfigError, Engine, Envelope};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
@@ -65,6 +66,9 @@ pub struct Generation {
     pub engine: Engine,
     /// The checked settings.
     pub settings: Arc<Settings>,
+    /// Refused model file versions already logged and counted
+    /// ([`Engine::model_reload_failures`] as last seen).
+    model_refusals_seen: AtomicU64,
 }
 
 impl Generation {
@@ -83,6 +87,7 @@ impl Generation {
         Ok(Generation {
             engine,
             settings: Arc::new(settings),
+            model_refusals_seen: AtomicU64::new(0),
         })
     }
 }
@@ -291,8 +296,30 @@ impl Service {
         Decision::fallback(settings, why)
     }
 
+    /// Logs and counts, once per refused file version, that the engine refused a
+    /// replacement model file (the previous model keeps serving): without it the
+    /// next restart would fail by surprise. Two atomic loads per message otherwise.
+    fn note_model_refusals(&self) {
+        let g = self.current.load();
+        let now = g.engine.model_reload_failures();
+        let before = g.model_refusals_seen.load(Relaxed);
+        if now > before
+            && g.model_refusals_seen
+                .compare_exchange(before, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.metrics.model_refused(now - before);
+            error!(
+                error = g.engine.model_reload_error().as_deref().unwrap_or("-"),
+                "model file refused: the previous model keeps serving; fix or replace the file \
+                 before the next restart"
+            );
+        }
+    }
+
     /// Counts and logs the decision on a message of `size` bytes.
     pub(crate) fn record(&self, d: &Decision, env: &Envelope, size: usize) {
+        self.note_model_refusals();
         self.metrics.message(d.outcome);
         if d.verdict.is_some() {
             self.metrics.scan_latency(d.scan_time);
