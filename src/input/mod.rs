@@ -131,8 +131,38 @@ pub fn messages(paths: &[PathBuf], limit: usize) -> impl Iterator<Item = Message
     paths.iter().flat_map(move |p| expand(p, limit))
 }
 
+/// How output names a path: printable and one line, and never the same for two
+/// different paths. Control characters are escaped (`\n`, `\t`, `\r`,
+/// `\u{1b}`), bytes that are not UTF-8 are written `\xFF`, and a backslash is
+/// doubled so that an escape is never confused with the same text in a name.
+pub fn display_name(path: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    #[cfg(not(unix))]
+    let lossy = path.to_string_lossy();
+    #[cfg(not(unix))]
+    let bytes = lossy.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => out.extend(c.escape_unicode()),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
 fn expand(path: &Path, limit: usize) -> Box<dyn Iterator<Item = Message> + Send> {
-    let name = path.display().to_string();
+    let name = display_name(path);
     if name == "-" {
         return stream(name, io::stdin(), limit);
     }
@@ -229,9 +259,7 @@ fn walk(dir: &Path, limit: usize) -> impl Iterator<Item = Message> + use<> {
                 Ok(_) => Box::new(std::iter::empty()),
                 Err(e) if e.loop_ancestor().is_some() => Box::new(std::iter::empty()),
                 Err(e) => {
-                    let name = e
-                        .path()
-                        .map_or_else(String::new, |p| p.display().to_string());
+                    let name = e.path().map_or_else(String::new, display_name);
                     Box::new(std::iter::once(Message::failed(name, e.into())))
                 }
             }
