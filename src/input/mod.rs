@@ -131,8 +131,38 @@ pub fn messages(paths: &[PathBuf], limit: usize) -> impl Iterator<Item = Message
     paths.iter().flat_map(move |p| expand(p, limit))
 }
 
+/// How output names a path: printable and one line, and never the same for two
+/// different paths. Control characters are escaped (`\n`, `\t`, `\r`,
+/// `\u{1b}`), bytes that are not UTF-8 are written `\xFF`, and a backslash is
+/// doubled so that an escape is never confused with the same text in a name.
+pub fn display_name(path: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    #[cfg(not(unix))]
+    let lossy = path.to_string_lossy();
+    #[cfg(not(unix))]
+    let bytes = lossy.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => out.extend(c.escape_unicode()),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
 fn expand(path: &Path, limit: usize) -> Box<dyn Iterator<Item = Message> + Send> {
-    let name = path.display().to_string();
+    let name = display_name(path);
     if name == "-" {
         return stream(name, io::stdin(), limit);
     }
@@ -209,9 +239,12 @@ fn sniff(reader: &mut impl Read) -> io::Result<Vec<u8>> {
 
 /// Every file under a directory, recursively and sorted. Maildir `tmp/` folders
 /// (messages still being written) and dot-files are skipped; mbox files found in
-/// the tree are split.
+/// the tree are split. Symbolic links are followed, to files and to folders; a
+/// link back to a folder being walked is skipped (its messages are reached
+/// anyway), and a broken link is reported as a message that cannot be read.
 fn walk(dir: &Path, limit: usize) -> impl Iterator<Item = Message> + use<> {
     walkdir::WalkDir::new(dir)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| {
@@ -224,10 +257,9 @@ fn walk(dir: &Path, limit: usize) -> impl Iterator<Item = Message> + use<> {
             match entry {
                 Ok(e) if e.file_type().is_file() => expand(e.path(), limit),
                 Ok(_) => Box::new(std::iter::empty()),
+                Err(e) if e.loop_ancestor().is_some() => Box::new(std::iter::empty()),
                 Err(e) => {
-                    let name = e
-                        .path()
-                        .map_or_else(String::new, |p| p.display().to_string());
+                    let name = e.path().map_or_else(String::new, display_name);
                     Box::new(std::iter::once(Message::failed(name, e.into())))
                 }
             }
@@ -314,6 +346,46 @@ mod tests {
             .map(|m| m.name)
             .collect();
         assert_eq!(one, ["one"]);
+    }
+
+    /// Issue 14 (low): a symlink to a message (or to a folder of messages) in a
+    /// directory is followed, not skipped; a link that loops back is not walked
+    /// twice, and a broken link is reported.
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_in_directories_are_followed() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let root = dir.path().join("box");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join("sub/real.eml"), "Subject: a\n\nx\n").unwrap();
+        fs::write(elsewhere.path().join("target.eml"), "Subject: b\n\nx\n").unwrap();
+        fs::create_dir(elsewhere.path().join("more")).unwrap();
+        fs::write(elsewhere.path().join("more/m.eml"), "Subject: c\n\nx\n").unwrap();
+        symlink(elsewhere.path().join("target.eml"), root.join("link.eml")).unwrap();
+        symlink(elsewhere.path().join("more"), root.join("linked-dir")).unwrap();
+        // Loops: to the walked folder itself and to its parent.
+        symlink(&root, root.join("sub/loop")).unwrap();
+        symlink("..", root.join("sub/up")).unwrap();
+        let prefix = root.display().to_string();
+        let names: Vec<String> = messages(std::slice::from_ref(&root), 1 << 20)
+            .map(|m| {
+                let (name, input) = m.load(1 << 20);
+                assert!(input.is_ok(), "{name}: {input:?}");
+                name.strip_prefix(&prefix).unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(names, ["/link.eml", "/linked-dir/m.eml", "/sub/real.eml"]);
+
+        symlink(root.join("missing"), root.join("broken.eml")).unwrap();
+        let failed: Vec<String> = messages(std::slice::from_ref(&root), 1 << 20)
+            .filter_map(|m| {
+                let (name, input) = m.load(1 << 20);
+                input.is_err().then_some(name)
+            })
+            .collect();
+        assert_eq!(failed, [format!("{prefix}/broken.eml")]);
     }
 
     #[test]
