@@ -366,10 +366,16 @@ impl ServerHandle {
 
     /// Blocks until SIGTERM or SIGINT, reloading on SIGHUP, then shuts down.
     pub fn run_until_signalled(self) -> Result<(), ServeError> {
-        signals::wait_for_stop(&self.service)?;
+        let signals = signals::Signals::install()?;
+        self.run_until(signals);
+        Ok(())
+    }
+
+    /// [`Self::run_until_signalled`] with handlers installed earlier.
+    fn run_until(self, signals: signals::Signals) {
+        signals.wait_for_stop(&self.service);
         self.shutdown();
         info!("stopped");
-        Ok(())
     }
 }
 
@@ -489,7 +495,11 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
 
 /// Runs the service in the foreground until SIGTERM or SIGINT; SIGHUP reloads.
 pub fn run(config: &ServiceConfig, opts: ServeOptions) -> Result<(), ServeError> {
-    spawn(config, opts)?.run_until_signalled()
+    // Handlers first: the MTA (or an admin's SIGHUP) may reach the service as soon
+    // as it listens.
+    let signals = signals::Signals::install()?;
+    spawn(config, opts)?.run_until(signals);
+    Ok(())
 }
 
 /// Reads `path`'s configuration and checks it the way the service would, without
