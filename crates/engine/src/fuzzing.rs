@@ -140,8 +140,22 @@ pub fn keywords(data: &[u8]) {
 
 /// The model loader ([`format::from_bytes`]) on arbitrary bytes: never a panic,
 /// no allocation beyond what the bytes hold, and a model that loads re-encodes to
-/// bytes that load to an equal model.
+/// bytes that load to an equal model. The bytes are tried as they are and, so that
+/// mutations get past the checksum to the metadata and weights, with the length
+/// field and the checksum made right.
 pub fn model(data: &[u8]) {
+    model_roundtrip(data);
+    if data.len() >= 32 {
+        let mut fixed = data.to_vec();
+        fixed[16..24].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        let end = fixed.len() - 4;
+        let crc = crc32fast::hash(&fixed[..end]);
+        fixed[end..].copy_from_slice(&crc.to_le_bytes());
+        model_roundtrip(&fixed);
+    }
+}
+
+fn model_roundtrip(data: &[u8]) {
     let Ok(m) = format::from_bytes(data) else {
         return;
     };
