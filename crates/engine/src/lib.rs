@@ -44,6 +44,8 @@ pub mod auth_results;
 #[doc(hidden)]
 pub mod decode;
 #[doc(hidden)]
+pub mod fuzzing;
+#[doc(hidden)]
 pub mod matching;
 #[doc(hidden)]
 pub mod normalise;

@@ -6,6 +6,7 @@
 //! next stage re-decodes every text part from the raw offsets it records.
 
 use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// A parsed message: the raw bytes and, when mail-parser could make sense of them,
 /// its MIME tree.
@@ -69,11 +70,17 @@ impl Parser {
         };
         let start = body_start(raw);
         if is_container(&head) && !boundary_missing(&head, &raw[start..]) {
-            return Parsed {
-                raw,
-                message: self.inner.parse(raw),
-                body_start: None,
-            };
+            // mail-parser 0.11 panics on some malformed nestings of multiparts
+            // ("Invalid part ID, could not find multipart": fuzz/regressions/bounce/):
+            // the message is then read as its headers and raw body, like a single
+            // part.
+            if let Ok(message) = catch_unwind(AssertUnwindSafe(|| self.inner.parse(raw))) {
+                return Parsed {
+                    raw,
+                    message,
+                    body_start: None,
+                };
+            }
         }
         Parsed {
             raw,
@@ -132,6 +139,22 @@ pub fn parse(raw: &[u8]) -> Parsed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the bounce fuzz target: mail-parser panics on this nesting of
+    /// multiparts; the message is read as headers and raw body instead.
+    #[test]
+    fn a_panic_in_mail_parser_leaves_headers_and_raw_body() {
+        let raw = include_bytes!("../../../fuzz/regressions/bounce/mail-parser-part-id-panic.eml");
+        let p = parse(raw);
+        assert!(p.message.is_some());
+        assert!(p.body_start.is_some());
+        let e = crate::bounce::Explainer::new(
+            &crate::bounce::KnowledgeBase::embedded(),
+            crate::bounce::Lang::En,
+        )
+        .explain(raw);
+        assert!(e.bounce);
+    }
 
     #[test]
     fn parses_a_simple_message() {

@@ -53,6 +53,8 @@ pub mod config;
 mod connection;
 pub mod cpu_time;
 pub mod fd_limit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log_batch;
 pub mod memory;
 pub mod metrics;
