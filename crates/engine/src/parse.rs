@@ -141,13 +141,14 @@ mod tests {
     use super::*;
 
     /// Found by the bounce fuzz target: mail-parser panics on this nesting of
-    /// multiparts; the message is read as headers and raw body instead.
+    /// multiparts (in a debug build; an optimised build, without overflow checks,
+    /// gets through), and the message is then read as headers and raw body. Either
+    /// way it parses, and the bounce is still explained.
     #[test]
     fn a_panic_in_mail_parser_leaves_headers_and_raw_body() {
         let raw = include_bytes!("../../../fuzz/regressions/bounce/mail-parser-part-id-panic.eml");
         let p = parse(raw);
         assert!(p.message.is_some());
-        assert!(p.body_start.is_some());
         let e = crate::bounce::Explainer::new(
             &crate::bounce::KnowledgeBase::embedded(),
             crate::bounce::Lang::En,
