@@ -17,42 +17,9 @@
 mod milter_support;
 
 use milter_support::*;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn missing_prerequisite() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not running as root (Postfix needs it)".into());
-    }
-    for tool in ["postfix", "postconf", "swaks"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!(
-                "`{tool}` is not installed (apt-get install postfix swaks)"
-            ));
-        }
-    }
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix-testenv.sh")
-}
 
 /// Stops both Postfix instances and chaff however the test ends.
 struct Env {
@@ -68,7 +35,7 @@ impl Drop for Env {
             let _ = c.wait();
         }
         for pf in &self.started {
-            let _ = Command::new(script()).arg("stop").arg(pf).status();
+            let _ = Command::new(testenv_script()).arg("stop").arg(pf).status();
         }
     }
 }
@@ -97,7 +64,9 @@ fn padded(size: usize) -> String {
 
 #[test]
 fn bounces_from_a_real_postfix_are_explained() {
-    if let Some(why) = missing_prerequisite() {
+    if let Some(why) =
+        missing_postfix_prerequisite(&["postfix", "postconf", "swaks"], "postfix swaks")
+    {
         eprintln!("SKIPPED bounces_from_a_real_postfix_are_explained: {why}");
         return;
     }
@@ -153,7 +122,7 @@ fn bounces_from_a_real_postfix_are_explained() {
     // The receiving instance: three mailboxes, 64 KiB at most, relays for nobody.
     let (receiving_port, sending_port) = (free_port(), free_port());
     env.started.push(dir.join("receiver"));
-    let status = Command::new(script())
+    let status = Command::new(testenv_script())
         .arg("start")
         .arg(dir.join("receiver"))
         .arg(receiving_port.to_string())
@@ -172,7 +141,7 @@ fn bounces_from_a_real_postfix_are_explained() {
         env.logs()
     );
     env.started.push(dir.join("sender"));
-    let status = Command::new(script())
+    let status = Command::new(testenv_script())
         .arg("relay")
         .arg(dir.join("sender"))
         .arg(sending_port.to_string())

@@ -18,10 +18,10 @@ mod milter_support;
 
 use chaff::{Action, Engine, Envelope};
 use chaff_milter::ServiceConfig;
-use milter_support::write_toml;
+use milter_support::{free_port, missing_postfix_prerequisite, testenv_script, write_toml};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -34,38 +34,6 @@ const MESSAGES: usize = 300;
 const KILLS: usize = 10;
 /// How many SMTP clients send at once.
 const SENDERS: usize = 4;
-
-fn missing_prerequisite() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not running as root (Postfix needs it)".into());
-    }
-    for tool in ["postfix", "postconf", "postqueue"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!(
-                "`{tool}` is not installed (apt-get install postfix)"
-            ));
-        }
-    }
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix-testenv.sh")
-}
 
 /// A small xorshift generator: random-ish timings, reproducible from the seed.
 struct Rng(u64);
@@ -196,7 +164,10 @@ impl Drop for Env {
             let _ = c.wait();
         }
         if self.postfix_started {
-            let _ = Command::new(script()).arg("stop").arg(self.pf()).status();
+            let _ = Command::new(testenv_script())
+                .arg("stop")
+                .arg(self.pf())
+                .status();
         }
     }
 }
@@ -348,7 +319,9 @@ struct Sent {
 
 #[test]
 fn kill_9_under_load_loses_nothing_and_delivers_nothing_twice() {
-    if let Some(why) = missing_prerequisite() {
+    if let Some(why) =
+        missing_postfix_prerequisite(&["postfix", "postconf", "postqueue"], "postfix")
+    {
         eprintln!("SKIPPED milter_kill: {why}");
         return;
     }
@@ -419,7 +392,7 @@ fn kill_9_under_load_loses_nothing_and_delivers_nothing_twice() {
         postfix_started: false,
     };
     env.start_chaff();
-    let status = Command::new(script())
+    let status = Command::new(testenv_script())
         .arg("start")
         .arg(env.pf())
         .arg(env.smtp_port.to_string())

@@ -12,13 +12,6 @@ use std::path::Path;
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
 fn start(config: &Path, log: &Path, port: u16) -> Child {
     let child = Process::new(env!("CARGO_BIN_EXE_chaff"))
         .arg("milter")

@@ -16,43 +16,9 @@ mod milter_support;
 
 use milter_support::*;
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn missing_prerequisite() -> Option<String> {
-    // `id -u` tells the effective user without a libc dependency.
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not running as root (Postfix needs it)".into());
-    }
-    for tool in ["postfix", "postqueue", "saslpasswd2", "swaks"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!(
-                "`{tool}` is not installed (apt-get install postfix sasl2-bin libsasl2-modules swaks)"
-            ));
-        }
-    }
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix-testenv.sh")
-}
 
 /// Stops Postfix and chaff however the test ends.
 struct Env {
@@ -204,7 +170,7 @@ impl Drop for Env {
             let _ = c.wait();
         }
         if self.postfix_started {
-            let _ = Command::new(script())
+            let _ = Command::new(testenv_script())
                 .arg("stop")
                 .arg(self.dir.join("pf"))
                 .status();
@@ -229,7 +195,10 @@ fn with_marker(raw: &str, marker: &str) -> String {
 
 #[test]
 fn postfix_end_to_end() {
-    if let Some(why) = missing_prerequisite() {
+    if let Some(why) = missing_postfix_prerequisite(
+        &["postfix", "postqueue", "saslpasswd2", "swaks"],
+        "postfix sasl2-bin libsasl2-modules swaks",
+    ) {
         eprintln!("SKIPPED postfix_end_to_end: {why}");
         return;
     }
@@ -260,7 +229,7 @@ fn postfix_end_to_end() {
         postfix_started: false,
     };
     env.start_chaff();
-    let status = Command::new(script())
+    let status = Command::new(testenv_script())
         .arg("start")
         .arg(dir.join("pf"))
         .arg(env.smtp_port.to_string())
@@ -274,7 +243,7 @@ fn postfix_end_to_end() {
         env.maillog()
     );
     for (user, pw) in [("alice", "alice-secret"), ("bob", "bob-secret")] {
-        let s = Command::new(script())
+        let s = Command::new(testenv_script())
             .arg("user")
             .arg(dir.join("pf"))
             .args([user, pw])

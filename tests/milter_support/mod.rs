@@ -6,7 +6,9 @@
 use chaff::{Config, Engine, Envelope};
 use chaff_milter::ServiceConfig;
 use chaff_milter::server::{self, ListenAddr, ServeOptions, ServerHandle};
-use std::path::Path;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Plain business mail.
 pub const HAM: &str = "From: li.wei@example.com\r\nTo: team@example.org\r\n\
@@ -129,4 +131,41 @@ pub fn wait_metric(handle: &ServerHandle, name: &str, want: f64) -> String {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Why the real-Postfix tests cannot run here (not root, or one of `tools`
+/// missing; `packages` is what to install), or `None` when they can.
+pub fn missing_postfix_prerequisite(tools: &[&str], packages: &str) -> Option<String> {
+    // `id -u` tells the effective user without a libc dependency.
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not running as root (Postfix needs it)".into());
+    }
+    for tool in tools {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !found {
+            return Some(format!(
+                "`{tool}` is not installed (apt-get install {packages})"
+            ));
+        }
+    }
+    None
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `scripts/postfix-testenv.sh`, which runs throwaway Postfix instances.
+pub fn testenv_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postfix-testenv.sh")
 }
