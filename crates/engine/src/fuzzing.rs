@@ -166,3 +166,33 @@ fn model_roundtrip(data: &[u8]) {
     let again = format::from_bytes(&bytes).expect("a re-encoded model loads");
     assert_eq!(again, m);
 }
+
+/// For the seed-replay tests of every crate with fuzz targets: runs `check` on
+/// every file of `fuzz_dir/seeds/TARGET/` and `fuzz_dir/regressions/TARGET/`
+/// (hidden files skipped), failing on the first that fails its check. Returns how many seeds there were.
+pub fn replay(fuzz_dir: &Path, target: &str, check: fn(&[u8])) -> usize {
+    let mut seeds = 0;
+    for kind in ["seeds", "regressions"] {
+        let dir = fuzz_dir.join(kind).join(target);
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("directory entry").path())
+            .filter(|p| {
+                p.is_file()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        files.sort();
+        for file in files {
+            let data = std::fs::read(&file).expect("read a seed");
+            let run = std::panic::catch_unwind(|| check(&data));
+            assert!(run.is_ok(), "{target}: {} fails its check", file.display());
+            if kind == "seeds" {
+                seeds += 1;
+            }
+        }
+    }
+    seeds
+}

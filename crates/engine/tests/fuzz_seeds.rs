@@ -11,33 +11,9 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
-/// Runs `check` on every file of the target's seeds and regressions; returns how
-/// many seeds there were.
+/// The seeds replayed for `target` (see `chaff::fuzzing::replay`).
 fn replay(target: &str, check: fn(&[u8])) -> usize {
-    let mut seeds = 0;
-    for kind in ["seeds", "regressions"] {
-        let dir = fuzz_dir().join(kind).join(target);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.expect("directory entry").path())
-            .filter(|p| {
-                p.is_file()
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect();
-        files.sort();
-        for file in files {
-            let data = std::fs::read(&file).expect("read a seed");
-            let run = std::panic::catch_unwind(|| check(&data));
-            assert!(run.is_ok(), "{target}: {} fails its check", file.display());
-            if kind == "seeds" {
-                seeds += 1;
-            }
-        }
-    }
-    seeds
+    chaff::fuzzing::replay(&fuzz_dir(), target, check)
 }
 
 #[test]
