@@ -538,6 +538,51 @@ fn parse_size(size: &SizeValue) -> Result<usize, String> {
     }
 }
 
+/// Parses a duration written as a number and a unit: `s` (seconds), `m`
+/// (minutes), `h` (hours), `d` (days) or `w` (weeks), such as `30d`, `12h` or
+/// `90m`; a bare number is seconds. It must be positive. The one reader of
+/// durations for configuration values and command-line options.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let bad = || format!("`{text}` is not a duration (write a number with s, m, h, d or w: `30d`)");
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_lowercase()),
+        _ => (t, 's'),
+    };
+    let mult: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    match num.trim().parse::<u64>() {
+        Ok(0) => Err(format!("duration `{text}` must be positive")),
+        Ok(n) => n
+            .checked_mul(mult)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| format!("duration `{text}` is too long")),
+        Err(_) => Err(bad()),
+    }
+}
+
+/// Deserialises a duration as [`parse_duration`] reads it (a string such as
+/// `"30d"`, or a number of seconds), for duration fields of any table
+/// (`#[serde(deserialize_with = "chaff::config::deserialize_duration")]`).
+pub fn deserialize_duration<'de, D>(d: D) -> Result<std::time::Duration, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match SizeValue::deserialize(d)? {
+        SizeValue::Bytes(n) if n > 0 => Ok(std::time::Duration::from_secs(n as u64)),
+        SizeValue::Bytes(n) => Err(serde::de::Error::custom(format!(
+            "duration must be positive, not {n}"
+        ))),
+        SizeValue::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
 /// A sender allow/block-list entry: `user@example.com`, `example.com` (the domain
 /// and its subdomains), or a wildcard such as `*@spam.example` or `news-*@*.example`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -953,6 +998,28 @@ mod tests {
         assert!(!p("news-*@example.org").matches("info@example.org"));
         assert!(p("a?c@x").matches("abc@x"));
         assert!(SenderPattern::parse("two words").is_err());
+    }
+
+    #[test]
+    fn durations_read_with_their_unit() {
+        use std::time::Duration;
+        for (text, secs) in [
+            ("30d", 30 * 86_400),
+            ("12h", 43_200),
+            ("90m", 5400),
+            ("45", 45),
+            (" 2w ", 14 * 86_400),
+            ("10S", 10),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for bad in ["", "0d", "-1d", "d", "3x", "1.5h", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -393,6 +393,7 @@ impl Engine {
                                 part - 1
                             },
                             offset: range.start,
+                            len: range.len(),
                             excerpt,
                         },
                     });

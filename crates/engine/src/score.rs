@@ -156,6 +156,7 @@ mod tests {
                 source,
                 part: 0,
                 offset: 0,
+                len: 0,
                 excerpt: String::new(),
             },
         }

@@ -98,6 +98,9 @@ pub struct Location {
     pub part: usize,
     /// Byte offset of the hit in that decoded text.
     pub offset: usize,
+    /// The hit's length in that decoded text, in bytes (with any evasion: `免 费`
+    /// is 7), so a viewer can mark it.
+    pub len: usize,
     /// The hit as it stands in the decoded text, with any evasion still in it
     /// (`免 费`, `ｆｒｅｅ`), and a little context either side.
     pub excerpt: String,

@@ -1,4 +1,4 @@
-//! The `[milter]` and `[accounts]` tables of `chaff.toml`.
+//! The `[milter]`, `[accounts]`, `[state]` and `[quarantine]` tables of `chaff.toml`.
 //!
 //! They live beside the service they configure and are read from the same file as
 //! the engine's tables ([`ServiceConfig`]). Values are checked when the service
@@ -9,9 +9,10 @@ use chaff::config::{ConfigFile, TABLES as ENGINE_TABLES};
 use chaff::{Config, ConfigError};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The top-level tables of `chaff.toml` this crate reads.
-pub const TABLES: &[&str] = &["milter", "accounts"];
+pub const TABLES: &[&str] = &["milter", "accounts", "state", "quarantine"];
 
 /// The whole configuration file as the service reads it: the engine's tables and
 /// the service's own, each read from the same [`ConfigFile`] and refused with file,
@@ -24,6 +25,10 @@ pub struct ServiceConfig {
     pub milter: MilterConfig,
     /// `[accounts]`, with `db` relative to the file's directory made absolute.
     pub accounts: AccountsConfig,
+    /// `[state]`, with `path` made absolute.
+    pub state: StateConfig,
+    /// `[quarantine]`, with `release_key` made absolute.
+    pub quarantine: QuarantineConfig,
 }
 
 impl ServiceConfig {
@@ -42,14 +47,22 @@ impl ServiceConfig {
             milter: MilterConfig,
             #[serde(default)]
             accounts: AccountsConfig,
+            #[serde(default)]
+            state: StateConfig,
+            #[serde(default)]
+            quarantine: QuarantineConfig,
         }
         let t: Tables = file.read()?;
         let mut config = ServiceConfig {
             engine,
             milter: t.milter,
             accounts: t.accounts,
+            state: t.state,
+            quarantine: t.quarantine,
         };
         config.accounts.db = file.resolve(config.accounts.db);
+        config.state.path = file.resolve(config.state.path);
+        config.quarantine.release_key = file.resolve(config.quarantine.release_key);
         if let Err((field, message)) = config.check() {
             let mut e = file.error(field, message);
             if field == "milter.max_buffered_bytes" && !file.has(field) {
@@ -65,6 +78,8 @@ impl ServiceConfig {
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         self.milter.check()?;
         self.accounts.check()?;
+        self.state.check()?;
+        self.quarantine.check()?;
         if self.milter.max_buffered_bytes < self.engine.max_message_size {
             return Err((
                 "milter.max_buffered_bytes",
@@ -374,6 +389,150 @@ impl AccountsConfig {
     }
 }
 
+/// Most scans `[state] history` may keep.
+pub const MAX_HISTORY: u64 = 10_000_000;
+
+/// The service's own state store (`[state]` in `chaff.toml`): the quarantine,
+/// the scan history, the hourly counts, the allow and block entries added by an
+/// admin, and the admin action log, in one redb file shared with the `chaff
+/// quarantine` and `chaff senders` commands (see `quarantine`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    /// The store file. A relative path is taken from the configuration file's
+    /// directory.
+    pub path: PathBuf,
+    /// Scans kept in the history (every scanned message, oldest dropped first).
+    pub history: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            path: PathBuf::from("/var/lib/chaff/state.redb"),
+            history: 10_000,
+        }
+    }
+}
+
+impl StateConfig {
+    /// Checks the values; on error returns the offending field and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.path.as_os_str().is_empty() {
+            return Err(("state.path", "must name a file".into()));
+        }
+        if self.history == 0 || self.history > MAX_HISTORY {
+            return Err((
+                "state.history",
+                format!("must be between 1 and {MAX_HISTORY}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the MTA is told about a quarantined message (`[quarantine] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuarantineMode {
+    /// QUARANTINE: the MTA puts it on its hold queue; chaff keeps a copy too (the
+    /// default).
+    #[default]
+    Hold,
+    /// DISCARD: chaff's store keeps the only copy, released by SMTP to
+    /// `release_relay`.
+    Store,
+}
+
+impl QuarantineMode {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineMode::Hold => "hold",
+            QuarantineMode::Store => "store",
+        }
+    }
+}
+
+/// The quarantine (`[quarantine]` in `chaff.toml`): what the MTA is told, what is
+/// kept and for how long.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuarantineConfig {
+    /// What the MTA is told about a quarantined message.
+    pub mode: QuarantineMode,
+    /// Also keep the messages refused for their content (the reject reply),
+    /// so an admin can find and release them.
+    pub keep_rejected: bool,
+    /// Entries older than this are dropped (`30d`, `12h`).
+    #[serde(deserialize_with = "chaff::config::deserialize_duration")]
+    pub max_age: Duration,
+    /// Most bytes of stored (compressed) messages; the oldest entries are dropped
+    /// past it (bytes, or a number with K, M or G).
+    #[serde(deserialize_with = "chaff::config::deserialize_size")]
+    pub max_bytes: usize,
+    /// The MTA's SMTP address (`HOST:PORT`) a released message is sent to in
+    /// `store` mode.
+    pub release_relay: Option<String>,
+    /// The file holding the key that signs released messages, so chaff does not
+    /// filter them again. A relative path is taken from the configuration file's
+    /// directory.
+    pub release_key: PathBuf,
+}
+
+/// Default `[quarantine] max_bytes`: 10 GiB.
+pub const DEFAULT_QUARANTINE_MAX_BYTES: usize = 10 << 30;
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        QuarantineConfig {
+            mode: QuarantineMode::Hold,
+            keep_rejected: false,
+            max_age: Duration::from_secs(30 * 86_400),
+            max_bytes: DEFAULT_QUARANTINE_MAX_BYTES,
+            release_relay: None,
+            release_key: PathBuf::from("/var/lib/chaff/release.key"),
+        }
+    }
+}
+
+/// True for `HOST:PORT` (a name, an IPv4 address or a bracketed IPv6 address,
+/// and a port from 1 to 65535).
+pub fn is_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    };
+    port_ok && host_ok
+}
+
+impl QuarantineConfig {
+    /// Checks the values; on error returns the offending field and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if let Some(relay) = &self.release_relay
+            && !is_host_port(relay)
+        {
+            return Err((
+                "quarantine.release_relay",
+                format!("`{relay}` is not HOST:PORT (such as `127.0.0.1:25`)"),
+            ));
+        }
+        if self.release_key.as_os_str().is_empty() {
+            return Err(("quarantine.release_key", "must name a file".into()));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,6 +597,63 @@ mod tests {
             ..AccountsConfig::default()
         };
         assert_eq!(a.check().unwrap_err().0, "accounts.window_secs");
+    }
+
+    #[test]
+    fn state_and_quarantine_tables_read_durations_sizes_and_relays() {
+        assert_eq!(StateConfig::default().check(), Ok(()));
+        assert_eq!(QuarantineConfig::default().check(), Ok(()));
+        let q: QuarantineConfig = toml::from_str(
+            "mode = \"store\"\nkeep_rejected = true\nmax_age = \"12h\"\nmax_bytes = \"500M\"\n\
+             release_relay = \"[::1]:25\"\n",
+        )
+        .unwrap();
+        assert_eq!(q.mode, QuarantineMode::Store);
+        assert!(q.keep_rejected);
+        assert_eq!(q.max_age, Duration::from_secs(43_200));
+        assert_eq!(q.max_bytes, 500 << 20);
+        assert_eq!(q.check(), Ok(()));
+        let q = QuarantineConfig::default();
+        assert_eq!(q.max_age, Duration::from_secs(30 * 86_400));
+        assert_eq!(q.max_bytes, 10 << 30);
+        assert!(toml::from_str::<QuarantineConfig>("mode = \"drop\"").is_err());
+        assert!(toml::from_str::<QuarantineConfig>("max_age = \"soon\"").is_err());
+        assert!(toml::from_str::<QuarantineConfig>("max_age = 0").is_err());
+        assert!(toml::from_str::<QuarantineConfig>("max_bytes = \"lots\"").is_err());
+        for bad in [
+            "localhost",
+            "mx:0",
+            "mx:99999",
+            ":25",
+            "a b:25",
+            "[nope]:25",
+        ] {
+            let q = QuarantineConfig {
+                release_relay: Some(bad.into()),
+                ..QuarantineConfig::default()
+            };
+            assert_eq!(
+                q.check().unwrap_err().0,
+                "quarantine.release_relay",
+                "{bad}"
+            );
+        }
+        for good in [
+            "localhost:25",
+            "127.0.0.1:10025",
+            "mx.example.com:587",
+            "[2001:db8::1]:25",
+        ] {
+            assert!(is_host_port(good), "{good}");
+        }
+        let s = StateConfig {
+            history: 0,
+            ..StateConfig::default()
+        };
+        assert_eq!(s.check().unwrap_err().0, "state.history");
+        let s: StateConfig = toml::from_str("path = \"s.redb\"\nhistory = 5\n").unwrap();
+        assert_eq!((s.path, s.history), (PathBuf::from("s.redb"), 5));
+        assert!(toml::from_str::<StateConfig>("paths = 1").is_err());
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub mod metrics;
 mod metrics_http;
 pub mod policy;
 pub mod protocol;
+pub mod quarantine;
 mod scan_pool;
 pub mod server;
 pub mod service;

@@ -1,7 +1,7 @@
 //! The milter's checked view of a configuration: what it needs to answer an MTA,
 //! derived once from a checked [`ServiceConfig`] at start and at every reload.
 
-use crate::config::{AccountsConfig, MilterConfig, ServiceConfig};
+use crate::config::{AccountsConfig, MilterConfig, QuarantineConfig, ServiceConfig, StateConfig};
 use chaff::Reply;
 use std::time::Duration;
 
@@ -12,6 +12,10 @@ pub struct Settings {
     pub milter: MilterConfig,
     /// The `[accounts]` table, `db` absolute when the file was read.
     pub accounts: AccountsConfig,
+    /// The `[state]` table, `path` absolute when the file was read.
+    pub state: StateConfig,
+    /// The `[quarantine]` table.
+    pub quarantine: QuarantineConfig,
     /// Largest message buffered and scanned, in bytes.
     pub max_message_size: usize,
     /// The reply for rejected mail and locked accounts.
@@ -29,6 +33,8 @@ impl Settings {
         Ok(Settings {
             milter: config.milter.clone(),
             accounts: config.accounts.clone(),
+            state: config.state.clone(),
+            quarantine: config.quarantine.clone(),
             max_message_size: config.engine.max_message_size,
             reject_reply: config.engine.reject_reply.clone(),
             oversize_reply: config.engine.oversize_reply.clone(),
@@ -72,6 +78,8 @@ impl Default for Settings {
         Settings {
             milter: config.milter,
             accounts: config.accounts,
+            state: config.state,
+            quarantine: config.quarantine,
             max_message_size: config.engine.max_message_size,
             reject_reply: config.engine.reject_reply,
             oversize_reply: config.engine.oversize_reply,
@@ -156,5 +164,25 @@ mod tests {
     fn relative_db_follows_the_config_file() {
         let c = load("[accounts]\ndb = \"locks.redb\"\n").unwrap();
         assert_eq!(c.accounts.db, Path::new("/etc/chaff/locks.redb"));
+        let c =
+            load("[state]\npath = \"s/state.redb\"\n[quarantine]\nrelease_key = \"k\"\n").unwrap();
+        assert_eq!(c.state.path, Path::new("/etc/chaff/s/state.redb"));
+        assert_eq!(c.quarantine.release_key, Path::new("/etc/chaff/k"));
+    }
+
+    #[test]
+    fn quarantine_errors_name_their_line() {
+        let e = load("[quarantine]\nmode = \"store\"\nrelease_relay = \"nowhere\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(3), Some("quarantine.release_relay"))
+        );
+        let e = load("[state]\n\nhistory = 0\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(3), Some("state.history"))
+        );
+        let e = load("[quarantine]\nmax_age = \"3 days\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
     }
 }
