@@ -257,9 +257,11 @@ fn main() {
     std::fs::write(
         &config_path,
         format!(
-            "[accounts]\ndb = {:?}\n[milter]\n{}\n",
+            "[accounts]\ndb = {:?}\n[state]\npath = {:?}\n[milter]\n{}\n{}\n",
             dir.path().join("accounts.redb").display().to_string(),
-            std::env::var("CHAFF_LOAD_MILTER").unwrap_or_default()
+            dir.path().join("state.redb").display().to_string(),
+            std::env::var("CHAFF_LOAD_MILTER").unwrap_or_default(),
+            std::env::var("CHAFF_LOAD_CONFIG").unwrap_or_default()
         ),
     )
     .unwrap();

@@ -82,6 +82,7 @@ fn bounces_from_a_real_postfix_are_explained() {
     let dir = root.path().to_path_buf();
     let mut config = f.config.clone();
     config.accounts.db = dir.join("accounts.redb");
+    config.state.path = dir.join("state.redb");
     let config_path = dir.join("chaff.toml");
     write_toml(&config_path, &config, "");
     let mut text = std::fs::read_to_string(&config_path).unwrap();

@@ -338,6 +338,7 @@ fn kill_9_under_load_loses_nothing_and_delivers_nothing_twice() {
     let dir = root.path().to_path_buf();
     let mut config = ServiceConfig::default();
     config.accounts.db = dir.join("accounts.redb");
+    config.state.path = dir.join("state.redb");
     let config_path = dir.join("chaff.toml");
     write_toml(&config_path, &config, "");
     let engine = Engine::new(&config.engine).expect("engine");

@@ -42,10 +42,11 @@ fn start() -> Service {
     let text = format!(
         "[thresholds]\nquarantine = {:?}\nreject = {:?}\n\n[limits]\nmax_message_size = \"2M\"\n\n\
          [milter]\nmax_buffered_bytes = \"4M\"\nmax_connections = 1024\n\n\
-         [accounts]\ndb = {:?}\n",
+         [accounts]\ndb = {:?}\n\n[state]\npath = {:?}\n",
         t.quarantine,
         t.reject,
-        f.dir.path().join("accounts.redb").display().to_string()
+        f.dir.path().join("accounts.redb").display().to_string(),
+        f.dir.path().join("state.redb").display().to_string()
     );
     std::fs::write(&config, text).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -85,8 +85,7 @@ check(mt.negotiate(conn, nil, nil, nil), "negotiate")
 if not mt.test_action(conn, SMFIF_ADDHDRS) then error("ADDHDRS not requested") end
 if not mt.test_action(conn, SMFIF_QUARANTINE) then error("QUARANTINE not requested") end
 check(mt.conninfo(conn, "client.test", "192.0.2.9"), "conninfo")
--- No mt.helo: chaff asks the MTA not to send HELO (SMFIP_NOHELO), as Postfix
--- allows, and miltertest exits when told to send a step the milter declined.
+check(mt.helo(conn, "client.test"), "helo")
 "#
     );
     // 1. Clean mail: CONTINUE with the two headers.

@@ -215,6 +215,7 @@ fn postfix_end_to_end() {
     let dir = root.path().to_path_buf();
     let mut config = f.config.clone();
     config.accounts.db = dir.join("accounts.redb");
+    config.state.path = dir.join("state.redb");
     config.accounts.lock_after = 2;
     let config_path = dir.join("chaff.toml");
     write_toml(&config_path, &config, "");

@@ -57,6 +57,7 @@ pub fn fixture() -> Fixture {
     config.engine.thresholds.reject = (scores[1] + scores[2]) / 2.0;
     config.engine.outbound = None;
     config.accounts.db = dir.path().join("accounts.redb");
+    config.state.path = dir.path().join("state.redb");
     config.accounts.lock_after = 3;
     config.accounts.window_secs = 3600;
     Fixture {
@@ -66,18 +67,28 @@ pub fn fixture() -> Fixture {
     }
 }
 
-/// Writes `config`'s thresholds, milter and accounts settings as a chaff.toml.
+/// Writes `config`'s thresholds, milter, accounts, state and quarantine settings
+/// as a chaff.toml.
 pub fn write_toml(path: &Path, config: &ServiceConfig, extra_milter: &str) {
     let t = &config.engine.thresholds;
     let a = &config.accounts;
+    let q = &config.quarantine;
     let text = format!(
         "[thresholds]\nquarantine = {:?}\nreject = {:?}\n\n[milter]\n{extra_milter}\n\n\
-         [accounts]\nlock_after = {}\nwindow_secs = {}\ndb = {:?}\n",
+         [accounts]\nlock_after = {}\nwindow_secs = {}\ndb = {:?}\n\n\
+         [state]\npath = {:?}\nhistory = {}\n\n\
+         [quarantine]\nmode = {:?}\nkeep_rejected = {}\nmax_age = \"{}\"\nmax_bytes = {}\n",
         t.quarantine,
         t.reject,
         a.lock_after,
         a.window_secs,
-        a.db.display().to_string()
+        a.db.display().to_string(),
+        config.state.path.display().to_string(),
+        config.state.history,
+        q.mode.as_str(),
+        q.keep_rejected,
+        q.max_age.as_secs(),
+        q.max_bytes,
     );
     std::fs::write(path, text).expect("write config");
 }

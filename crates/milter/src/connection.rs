@@ -224,7 +224,7 @@ where
                     envelope,
                 } => {
                     let d = Decision::oversize(session.settings());
-                    svc.record(&d, &envelope, size);
+                    svc.record(&d, &envelope, size, &session.client());
                     response.encode(&mut out);
                 }
                 Step::Busy {
@@ -232,20 +232,20 @@ where
                     size,
                     envelope,
                 } => {
-                    svc.record(&Decision::busy(), &envelope, size);
+                    svc.record(&Decision::busy(), &envelope, size, &session.client());
                     response.encode(&mut out);
                 }
                 Step::Scan(job) => {
                     let envelope = job.envelope.clone();
                     let size = job.raw.len();
                     let generation = svc.current();
-                    let d = svc.decide(generation, job).await;
-                    svc.record(&d, &envelope, size);
-                    if d.outcome == Outcome::Quarantine
-                        && !session
-                            .negotiated()
-                            .is_some_and(|n| n.can(protocol::actions::QUARANTINE))
-                    {
+                    let client = session.client();
+                    let can_quarantine = session
+                        .negotiated()
+                        .is_some_and(|n| n.can(protocol::actions::QUARANTINE));
+                    let d = svc.decide(generation, job, &client, can_quarantine).await;
+                    svc.record(&d, &envelope, size, &client);
+                    if d.outcome == Outcome::Quarantine && d.kept.is_none() && !can_quarantine {
                         warn!(
                             queue_id = envelope.queue_id.as_deref().unwrap_or("-"),
                             "the MTA did not grant QUARANTINE: delivered with headers instead"

@@ -7,6 +7,7 @@
 use super::accounts::StoreStats;
 use super::budget::Budget;
 use super::policy::Outcome;
+use super::quarantine::{DbStats, KeeperStats, Told, Totals};
 use super::slots::EvictReason;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -74,6 +75,21 @@ pub struct Metrics {
     evicted: [AtomicU64; EvictReason::ALL.len()],
     refused_full: AtomicU64,
     model_refused: AtomicU64,
+    /// Messages kept in the quarantine store, by what the MTA was told.
+    kept: [AtomicU64; 3],
+    /// Messages that could not be kept (answered with a TEMPFAIL).
+    keep_failed: AtomicU64,
+    keep_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    keep_count: AtomicU64,
+    keep_sum_ns: AtomicU64,
+}
+
+fn told_index(t: Told) -> usize {
+    match t {
+        Told::Hold => 0,
+        Told::Discard => 1,
+        Told::Reject => 2,
+    }
 }
 
 impl Metrics {
@@ -157,6 +173,121 @@ impl Metrics {
         } else {
             self.reloads_failed.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts a message kept in the quarantine store, and the time the store
+    /// took (from handing it over to its durable commit).
+    pub fn kept(&self, told: Told, took: Duration) {
+        self.kept[told_index(told)].fetch_add(1, Relaxed);
+        let secs = took.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&b| secs <= b) {
+            self.keep_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.keep_count.fetch_add(1, Relaxed);
+        self.keep_sum_ns
+            .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Messages kept so far, by what the MTA was told.
+    pub fn kept_count(&self, told: Told) -> u64 {
+        self.kept[told_index(told)].load(Relaxed)
+    }
+
+    /// Counts a message that could not be kept.
+    pub fn keep_failed(&self) {
+        self.keep_failed.fetch_add(1, Relaxed);
+    }
+
+    /// Messages that could not be kept so far.
+    pub fn keep_failures(&self) -> u64 {
+        self.keep_failed.load(Relaxed)
+    }
+
+    /// Renders the state store's metrics: messages kept and failed, the time
+    /// to keep one, the quarantine's totals (when readable), the file's health
+    /// and the writer's counters.
+    pub fn render_state(&self, db: DbStats, keeper: KeeperStats, totals: Option<Totals>) -> String {
+        let mut s = String::with_capacity(2048);
+        let _ = writeln!(
+            s,
+            "# HELP chaff_milter_quarantine_kept_total Messages kept in the quarantine store, \
+             by what the MTA was told.\n# TYPE chaff_milter_quarantine_kept_total counter"
+        );
+        for t in [Told::Hold, Told::Discard, Told::Reject] {
+            let _ = writeln!(
+                s,
+                "chaff_milter_quarantine_kept_total{{told=\"{}\"}} {}",
+                t.as_str(),
+                self.kept_count(t)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP chaff_milter_quarantine_store_failures_total Messages that could not be kept \
+             (answered 451 4.3.0, never DISCARD).\n\
+             # TYPE chaff_milter_quarantine_store_failures_total counter\n\
+             chaff_milter_quarantine_store_failures_total {}",
+            self.keep_failures()
+        );
+        let _ = writeln!(
+            s,
+            "# HELP chaff_milter_quarantine_store_seconds Time from handing a message to the \
+             store to its durable commit.\n# TYPE chaff_milter_quarantine_store_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.keep_buckets[i].load(Relaxed);
+            let _ = writeln!(
+                s,
+                "chaff_milter_quarantine_store_seconds_bucket{{le=\"{b}\"}} {cumulative}"
+            );
+        }
+        let count = self.keep_count.load(Relaxed);
+        let _ = writeln!(
+            s,
+            "chaff_milter_quarantine_store_seconds_bucket{{le=\"+Inf\"}} {count}\n\
+             chaff_milter_quarantine_store_seconds_sum {}\n\
+             chaff_milter_quarantine_store_seconds_count {count}",
+            self.keep_sum_ns.load(Relaxed) as f64 / 1e9
+        );
+        if let Some(t) = totals {
+            let _ = writeln!(
+                s,
+                "# HELP chaff_milter_quarantine_entries Entries in the quarantine store.\n\
+                 # TYPE chaff_milter_quarantine_entries gauge\n\
+                 chaff_milter_quarantine_entries {}\n\
+                 # HELP chaff_milter_quarantine_bytes Bytes of kept (compressed) messages.\n\
+                 # TYPE chaff_milter_quarantine_bytes gauge\n\
+                 chaff_milter_quarantine_bytes {}",
+                t.entries, t.bytes
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP chaff_milter_state_store_healthy 1 while the state store's file is usable.\n\
+             # TYPE chaff_milter_state_store_healthy gauge\n\
+             chaff_milter_state_store_healthy {}\n\
+             # HELP chaff_milter_state_store_errors_total I/O failures of the state store.\n\
+             # TYPE chaff_milter_state_store_errors_total counter\n\
+             chaff_milter_state_store_errors_total {}\n\
+             # HELP chaff_milter_state_store_commits_total Group commits of kept messages.\n\
+             # TYPE chaff_milter_state_store_commits_total counter\n\
+             chaff_milter_state_store_commits_total {}\n\
+             # HELP chaff_milter_history_dropped_total Scan records not written (the store was \
+             unusable).\n\
+             # TYPE chaff_milter_history_dropped_total counter\n\
+             chaff_milter_history_dropped_total {}\n\
+             # HELP chaff_milter_quarantine_retained_out_total Entries dropped by retention \
+             (max_age, max_bytes).\n\
+             # TYPE chaff_milter_quarantine_retained_out_total counter\n\
+             chaff_milter_quarantine_retained_out_total {}",
+            u8::from(db.healthy),
+            db.errors,
+            keeper.commits,
+            keeper.history_dropped,
+            keeper.retained_out
+        );
+        s
     }
 
     /// Counts an account locked by the service.
@@ -372,5 +503,31 @@ mod tests {
         assert!(text.contains("chaff_milter_connections_evicted_total{reason=\"trickle\"} 1\n"));
         assert!(text.contains("chaff_milter_connections_evicted_total{reason=\"idle\"} 0\n"));
         assert!(text.contains("chaff_milter_connections_refused_total{reason=\"full\"} 1\n"));
+    }
+
+    #[test]
+    fn renders_the_state_store() {
+        let m = Metrics::default();
+        m.kept(Told::Discard, Duration::from_micros(800));
+        m.kept(Told::Discard, Duration::from_millis(3));
+        m.keep_failed();
+        let text = m.render_state(
+            DbStats { healthy: true, errors: 0, reopens: 0 },
+            KeeperStats { commits: 2, ..KeeperStats::default() },
+            Some(Totals { entries: 2, bytes: 900 }),
+        );
+        for line in [
+            "chaff_milter_quarantine_kept_total{told=\"discard\"} 2\n",
+            "chaff_milter_quarantine_kept_total{told=\"hold\"} 0\n",
+            "chaff_milter_quarantine_store_failures_total 1\n",
+            "chaff_milter_quarantine_store_seconds_bucket{le=\"0.001\"} 1\n",
+            "chaff_milter_quarantine_store_seconds_count 2\n",
+            "chaff_milter_quarantine_entries 2\n",
+            "chaff_milter_quarantine_bytes 900\n",
+            "chaff_milter_state_store_healthy 1\n",
+            "chaff_milter_state_store_commits_total 2\n",
+        ] {
+            assert!(text.contains(line), "{line}");
+        }
     }
 }

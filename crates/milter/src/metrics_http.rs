@@ -54,16 +54,23 @@ async fn metrics_request(svc: Arc<Service>, mut stream: tokio::net::TcpStream) {
     let wanted = line.starts_with(b"GET /metrics ") || line.starts_with(b"GET / ");
     let (status, body) = if wanted {
         let svc2 = Arc::clone(&svc);
-        let locked = tokio::task::spawn_blocking(move || svc2.store().map(|s| s.locked_count()))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|r| r.ok());
+        // Both reads may touch the disk: off the network thread.
+        let (locked, totals) = tokio::task::spawn_blocking(move || {
+            (
+                svc2.store().and_then(|s| s.locked_count().ok()),
+                svc2.state().totals().ok(),
+            )
+        })
+        .await
+        .unwrap_or((None, None));
         let store = svc.store().map(|s| s.stats());
-        (
-            "200 OK",
-            svc.metrics().render(locked, Some(svc.budget()), store),
-        )
+        let mut body = svc.metrics().render(locked, Some(svc.budget()), store);
+        body.push_str(&svc.metrics().render_state(
+            svc.state().db_stats(),
+            svc.keeper().stats(),
+            totals,
+        ));
+        ("200 OK", body)
     } else {
         ("404 Not Found", "not found; try /metrics\n".to_string())
     };

@@ -3,14 +3,17 @@
 //! [`decide`] runs on a scan thread: it refuses locked accounts, scans, and counts
 //! rejects of authenticated senders toward a lock. [`responses`] turns the decision
 //! into milter responses: headers and CONTINUE for delivered mail, headers,
-//! QUARANTINE and CONTINUE for held mail, REPLYCODE for refused mail, and the
-//! configured fallback when chaff could not decide. Both are plain functions so the
+//! QUARANTINE and CONTINUE for held mail (or DISCARD when the quarantine store
+//! keeps it, `[quarantine] mode = "store"`), REPLYCODE for refused mail, a
+//! TEMPFAIL reply when a message to keep could not be stored, and the configured
+//! fallback when chaff could not decide. Both are plain functions so the
 //! load test and unit tests can check them without a socket.
 
 use super::accounts::{AccountStore, Evidence, LockRecord};
 use super::budget::busy_reply;
-use super::config::{Fallback, OnStoreError};
+use super::config::{Fallback, OnStoreError, QuarantineMode};
 use super::protocol::{Response, actions};
+use super::quarantine::{EntryId, Told};
 use super::session::{Decided, Negotiated, ScanJob};
 use super::settings::Settings;
 use chaff::{Action, Engine, Envelope, Reason, Reply, Verdict};
@@ -38,11 +41,14 @@ pub enum Outcome {
     /// Deferred (`451 4.3.0`) because the sender authenticated and the lock store
     /// is unusable, with `[accounts] on_store_error = "tempfail"`.
     StoreTempfail,
+    /// Deferred (`451 4.3.0`) because the message was to be kept in the
+    /// quarantine store and could not be: never discarded or held without a copy.
+    QuarantineTempfail,
 }
 
 impl Outcome {
     /// Every outcome, in metrics order.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Deliver,
         Outcome::Quarantine,
         Outcome::Reject,
@@ -51,6 +57,7 @@ impl Outcome {
         Outcome::Fallback,
         Outcome::Busy,
         Outcome::StoreTempfail,
+        Outcome::QuarantineTempfail,
     ];
 
     /// The lowercase name used in logs and metrics.
@@ -64,6 +71,7 @@ impl Outcome {
             Outcome::Fallback => "fallback",
             Outcome::Busy => "busy",
             Outcome::StoreTempfail => "store_tempfail",
+            Outcome::QuarantineTempfail => "quarantine_tempfail",
         }
     }
 
@@ -102,6 +110,10 @@ pub struct Decision {
     /// [`MEASURED_FROM_BYTES`](super::cpu_time::MEASURED_FROM_BYTES) or more, where
     /// the clock exists.
     pub scan_cpu: Option<Duration>,
+    /// The quarantine entry the message was kept as, and what the MTA is told.
+    pub kept: Option<(EntryId, Told)>,
+    /// Time the quarantine store took to keep it (handed over to durable commit).
+    pub keep_time: Option<Duration>,
 }
 
 impl Decision {
@@ -116,6 +128,8 @@ impl Decision {
             fallback: None,
             scan_time: Duration::ZERO,
             scan_cpu: None,
+            kept: None,
+            keep_time: None,
         }
     }
 
@@ -145,6 +159,33 @@ impl Decision {
         }
     }
 
+    /// The decision for a message that was to be kept in the quarantine store
+    /// and could not be (`why`): deferred, the verdict kept for the log.
+    pub fn keep_failed(mut self, why: String) -> Decision {
+        self.outcome = Outcome::QuarantineTempfail;
+        self.reply = Reply::parse(QUARANTINE_TEMPFAIL_REPLY).ok();
+        self.error = Some(why);
+        self.kept = None;
+        self
+    }
+
+    /// What the MTA is told about this decision's message if it is kept in the
+    /// quarantine store, or None when it is not kept: quarantined mail always
+    /// (DISCARD in `store` mode; in `hold` mode only when the MTA granted
+    /// QUARANTINE, `can_quarantine`, else it is delivered with headers and there
+    /// is nothing to keep), and mail refused for its content with
+    /// `keep_rejected`. Locked accounts, oversize and deferred mail are not kept.
+    pub fn keep_as(&self, settings: &Settings, can_quarantine: bool) -> Option<Told> {
+        match self.outcome {
+            Outcome::Quarantine => match settings.quarantine.mode {
+                QuarantineMode::Store => Some(Told::Discard),
+                QuarantineMode::Hold => can_quarantine.then_some(Told::Hold),
+            },
+            Outcome::Reject if settings.quarantine.keep_rejected => Some(Told::Reject),
+            _ => None,
+        }
+    }
+
     /// The decision for a message over the size limit.
     pub fn oversize(settings: &Settings) -> Decision {
         Decision {
@@ -158,6 +199,12 @@ impl Decision {
 /// `[accounts] on_store_error = "tempfail"`.
 pub const STORE_TEMPFAIL_REPLY: &str =
     "451 4.3.0 chaff: account store unavailable, try again later";
+
+/// The reply to a message that was to be kept in the quarantine store and could
+/// not be (a full disk, a failing store, a commit that took too long): the MTA
+/// keeps it and tries again.
+pub const QUARANTINE_TEMPFAIL_REPLY: &str =
+    "451 4.3.0 chaff: quarantine store unavailable, try again later";
 
 /// The outcome for a verdict.
 pub fn outcome_of(v: &Verdict) -> Outcome {
@@ -472,10 +519,14 @@ pub fn responses(
             .or(default)
             .map_or(Response::Reject, Response::reply_code)
     };
+    // Kept in the store and discarded at the MTA: nothing else matters.
+    if matches!(d.kept, Some((_, Told::Discard))) {
+        return vec![Response::Discard];
+    }
     match d.outcome {
         Outcome::Reject | Outcome::Locked => vec![refuse(&d.reply, Some(&settings.reject_reply))],
         Outcome::Oversize => vec![refuse(&d.reply, Some(&settings.oversize_reply))],
-        Outcome::Busy | Outcome::StoreTempfail => vec![
+        Outcome::Busy | Outcome::StoreTempfail | Outcome::QuarantineTempfail => vec![
             d.reply
                 .as_ref()
                 .map_or(Response::Tempfail, Response::reply_code),
@@ -849,6 +900,40 @@ mod tests {
         assert_eq!(
             responses(&d, &s, all(), (0, 0)),
             vec![Response::ReplyCode(STORE_TEMPFAIL_REPLY.into())]
+        );
+    }
+
+    #[test]
+    fn kept_mail_is_discarded_in_store_mode_and_a_failed_keep_is_a_tempfail() {
+        let mut s = Settings::default();
+        let q = decided(Outcome::Quarantine, verdict(Action::Quarantine, 7.0));
+        let r = decided(Outcome::Reject, verdict(Action::Reject, 20.0));
+        // Hold mode: quarantined mail is kept when the MTA can hold it.
+        assert_eq!(q.keep_as(&s, true), Some(Told::Hold));
+        assert_eq!(q.keep_as(&s, false), None);
+        assert_eq!(r.keep_as(&s, true), None);
+        s.quarantine.keep_rejected = true;
+        assert_eq!(r.keep_as(&s, true), Some(Told::Reject));
+        s.quarantine.mode = QuarantineMode::Store;
+        assert_eq!(q.keep_as(&s, false), Some(Told::Discard));
+        for o in [Outcome::Locked, Outcome::Oversize, Outcome::Busy, Outcome::Fallback, Outcome::Deliver] {
+            assert_eq!(Decision::new(o).keep_as(&s, true), None, "{o}");
+        }
+        let id = EntryId::new(1, 1);
+        let kept = Decision { kept: Some((id, Told::Discard)), ..q.clone() };
+        assert_eq!(responses(&kept, &s, all(), (0, 0)), vec![Response::Discard]);
+        let held = Decision { kept: Some((id, Told::Hold)), ..q.clone() };
+        assert!(matches!(responses(&held, &s, all(), (0, 0))[2], Response::Quarantine(_)));
+        let rejected = Decision { kept: Some((id, Told::Reject)), ..r.clone() };
+        assert_eq!(
+            responses(&rejected, &s, all(), (0, 0)),
+            vec![Response::ReplyCode("557 5.7.1 forbid to send spam mail".into())]
+        );
+        let failed = q.keep_failed("disk full".into());
+        assert_eq!(failed.outcome, Outcome::QuarantineTempfail);
+        assert_eq!(
+            responses(&failed, &s, all(), (0, 0)),
+            vec![Response::ReplyCode(QUARANTINE_TEMPFAIL_REPLY.into())]
         );
     }
 

@@ -321,6 +321,9 @@ pub struct ServerHandle {
     service: Arc<Service>,
     shutdown: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The thread that reloads after an edit of the stored sender lists, and
+    /// the way to stop it.
+    watcher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -359,9 +362,15 @@ impl ServerHandle {
     /// Stops accepting, drains connections and waits for the threads to end.
     pub fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        if let Some((stop, t)) = self.watcher.take() {
+            let _ = stop.send(());
+            let _ = t.join();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // The connections are done: write the history held and stop the writer.
+        self.service.stop_state();
     }
 
     /// Blocks until SIGTERM or SIGINT, reloading on SIGHUP, then shuts down.
@@ -478,10 +487,30 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
             what: "service thread",
             source: e,
         })?;
+    let (stop_watcher, stopped_watcher) = std::sync::mpsc::channel::<()>();
+    let svc = Arc::clone(&service);
+    let watcher = std::thread::Builder::new()
+        .name("chaff-senders".into())
+        .spawn(move || {
+            // An edit of the stored sender lists (the API, `chaff senders`)
+            // reloads as SIGHUP does; a reload builds an engine, so not on a
+            // network thread.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped_watcher.recv_timeout(super::service::SENDERS_CHECK_INTERVAL)
+            {
+                svc.reload_if_senders_changed();
+            }
+        })
+        .map_err(|e| ServeError::Start {
+            what: "sender list watcher",
+            source: e,
+        })?;
     info!(
         listen = %addr,
         metrics = ?metrics_addr,
         accounts = %settings.accounts.db.display(),
+        state = %settings.state.path.display(),
+        quarantine = settings.quarantine.mode.as_str(),
         "chaff milter listening"
     );
     Ok(ServerHandle {
@@ -490,6 +519,7 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
         service,
         shutdown: tx,
         thread: Some(thread),
+        watcher: Some((stop_watcher, watcher)),
     })
 }
 

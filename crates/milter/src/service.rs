@@ -1,5 +1,6 @@
 //! The state every connection shares: the engine and its settings, the lock
-//! store, the counters, the buffer budget and the scan threads.
+//! store, the state store (quarantine, history, admin sender lists) and its
+//! writer, the counters, the buffer budget and the scan threads.
 //!
 //! A small message from an unauthenticated sender is scanned on its network thread,
 //! which saves two thread wake-ups per message; larger ones and outbound mail are
@@ -8,6 +9,15 @@
 //! panics gets it too, wherever it ran. The engine and its checked settings are one
 //! [`Generation`] behind an `ArcSwap`: a reload builds a new one and swaps it in
 //! whole, or keeps the old one if the new configuration is refused.
+//!
+//! A message to keep (quarantined, or refused with `keep_rejected`) is
+//! compressed on the thread that scanned it and handed to the state store's
+//! writer (`quarantine::Keeper`); the answer waits, without holding a thread,
+//! for the durable commit, and becomes `451 4.3.0` if the store cannot take it
+//! within the scan time limit. Every decided message is recorded in the scan
+//! history. The engine is built from `chaff.toml` with the admin's stored allow
+//! and block entries added; an edit of those (revision in the store, watched every
+//! [`SENDERS_CHECK_INTERVAL`]) reloads as SIGHUP does.
 
 use super::accounts::{self, AccountStore, StoreError};
 use super::budget::Budget;
@@ -15,8 +25,11 @@ use super::config::ServiceConfig;
 use super::connection::ConnLogs;
 use super::metrics::{ErrorKind, Metrics};
 use super::policy::{self, Decision, Outcome};
+use super::quarantine::{
+    self, Keeper, KeeperLimits, NewEntry, ScanRecord, SenderEntry, StateStore, StoredEnvelope,
+};
 use super::scan_pool::ScanPool;
-use super::session::ScanJob;
+use super::session::{ClientInfo, ScanJob};
 use super::settings::Settings;
 use arc_swap::ArcSwap;
 use chaff::{ConfigError, Engine, Envelope};
@@ -24,6 +37,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
@@ -39,6 +53,9 @@ pub enum ServeError {
     /// The lock store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The state store could not be opened or read.
+    #[error("{0} (the service needs its state store: check [state] path)")]
+    State(#[from] quarantine::StoreError),
     /// A listen address is unusable.
     #[error("bad listen address {0}")]
     Address(String),
@@ -69,26 +86,43 @@ pub struct Generation {
     /// Refused model file versions already logged and counted
     /// ([`Engine::model_reload_failures`] as last seen).
     model_refusals_seen: AtomicU64,
+    /// The revision of the stored sender lists the engine was built with.
+    senders_rev: u64,
 }
 
 impl Generation {
-    /// Checks `config` and builds its engine, ready to scan at full speed: on a
-    /// reload the old generation serves until the new one has loaded its
-    /// dictionary, so no message waits for it.
-    pub fn build(config: &ServiceConfig) -> Result<Generation, ServeError> {
+    /// Checks `config` and builds its engine with the admin's stored sender
+    /// entries (`stored`, at revision `senders_rev`) added to `[senders]`, ready to
+    /// scan at full speed: on a reload the old generation serves until the new one
+    /// has loaded its dictionary, so no message waits for it.
+    pub fn build(
+        config: &ServiceConfig,
+        stored: &[SenderEntry],
+        senders_rev: u64,
+    ) -> Result<Generation, ServeError> {
         let settings = Settings::from_config(config).map_err(|(field, message)| ConfigError {
             file: config.engine.source.clone().unwrap_or_default(),
             line: None,
             field: Some(field.to_string()),
             message,
         })?;
-        let engine = Engine::new(&config.engine)?;
+        let mut engine_config = config.engine.clone();
+        for w in quarantine::apply_senders(&mut engine_config, stored) {
+            warn!("{w}");
+        }
+        let engine = Engine::new(&engine_config)?;
         engine.wait_ready();
         Ok(Generation {
             engine,
             settings: Arc::new(settings),
             model_refusals_seen: AtomicU64::new(0),
+            senders_rev,
         })
+    }
+
+    /// The revision of the stored sender lists this generation applies.
+    pub fn senders_revision(&self) -> u64 {
+        self.senders_rev
     }
 }
 
@@ -96,6 +130,10 @@ impl Generation {
 pub struct Service {
     current: ArcSwap<Generation>,
     store: Option<AccountStore>,
+    /// The state store and its writer.
+    keeper: Keeper,
+    /// This host's name, for kept entries.
+    host: String,
     metrics: Metrics,
     pool: ScanPool,
     /// Message bytes buffered across connections (`max_buffered_bytes`).
@@ -126,12 +164,21 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 impl Service {
     /// Builds the service from `config` (read from `config_path`, if any, which
-    /// SIGHUP reads again). Opens the lock store.
+    /// SIGHUP reads again). Opens the lock store and the state store, and
+    /// starts the state store's writer.
     pub fn new(
         config: &ServiceConfig,
         config_path: Option<PathBuf>,
     ) -> Result<Service, ServeError> {
-        let generation = Generation::build(config)?;
+        let state = Arc::new(StateStore::open(&config.state.path)?);
+        let rev = state.senders_revision()?;
+        let stored = state.senders()?;
+        let generation = Generation::build(config, &stored, rev)?;
+        let keeper = Keeper::start(Arc::clone(&state), Self::limits(&generation.settings))
+            .map_err(|e| ServeError::Start {
+                what: "state store writer",
+                source: e,
+            })?;
         let accounts = &generation.settings.accounts;
         let store = AccountStore::open_in_realm(&accounts.db, accounts.realm.as_deref())?;
         let threads = generation.settings.milter.scan_thread_count();
@@ -144,6 +191,8 @@ impl Service {
             budget,
             current: ArcSwap::from_pointee(generation),
             store: Some(store),
+            keeper,
+            host: quarantine::host_name(),
             metrics: Metrics::default(),
             pool,
             config_path,
@@ -176,6 +225,43 @@ impl Service {
         self.store.as_ref()
     }
 
+    /// The state store (quarantine, history, sender lists, action log).
+    pub fn state(&self) -> &Arc<StateStore> {
+        self.keeper.store()
+    }
+
+    /// The state store's writer (group commit, history, retention, counts).
+    pub fn keeper(&self) -> &Keeper {
+        &self.keeper
+    }
+
+    fn limits(settings: &Settings) -> KeeperLimits {
+        KeeperLimits {
+            history: settings.state.history,
+            max_age: settings.quarantine.max_age,
+            max_bytes: settings.quarantine.max_bytes as u64,
+        }
+    }
+
+    /// Reloads (as SIGHUP does) when the stored sender lists changed since the
+    /// engine in force was built (an admin's edit, from this process or from
+    /// `chaff senders`). Returns true when it reloaded.
+    pub fn reload_if_senders_changed(&self) -> bool {
+        match self.state().senders_revision() {
+            Ok(rev) if rev != self.current().senders_rev => {
+                info!(revision = rev, "stored sender lists changed: reloading");
+                self.reload_logged();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Writes what the state store's writer holds and stops it (shutdown).
+    pub fn stop_state(&self) {
+        self.keeper.shutdown();
+    }
+
     /// Reads the configuration file again and swaps in a new engine, atomically.
     /// On any error the old configuration keeps serving and the error is returned.
     /// An unusable lock store is first given an immediate attempt to reopen,
@@ -187,12 +273,27 @@ impl Service {
             info!("reload: trying to reopen the lock store now");
             store.try_recover();
         }
+        if !self.state().db_stats().healthy {
+            info!("reload: trying to reopen the state store now");
+            self.state().try_recover();
+        }
         let config = match &self.config_path {
             Some(p) => ServiceConfig::load(p).map_err(|e| e.to_string())?,
             None => ServiceConfig::default(),
         };
-        let generation = Generation::build(&config).map_err(|e| e.to_string())?;
         let old = self.current();
+        // The stored lists are part of the engine: unreadable, the reload is
+        // refused (the engine in force keeps them).
+        let rev = self.state().senders_revision().map_err(|e| e.to_string())?;
+        let stored = self.state().senders().map_err(|e| e.to_string())?;
+        let generation = Generation::build(&config, &stored, rev).map_err(|e| e.to_string())?;
+        if generation.settings.state.path != old.settings.state.path {
+            warn!(
+                old = %old.settings.state.path.display(),
+                new = %generation.settings.state.path.display(),
+                "state.path changed: the new store is used after a restart"
+            );
+        }
         if generation.settings.accounts.realm != old.settings.accounts.realm {
             warn!(
                 old = ?old.settings.accounts.realm,
@@ -222,6 +323,7 @@ impl Service {
         }
         self.budget
             .set_limit(generation.settings.milter.max_buffered_bytes);
+        self.keeper.set_limits(Self::limits(&generation.settings));
         self.current.store(Arc::new(generation));
         Ok(())
     }
@@ -250,41 +352,69 @@ impl Service {
             && job.envelope.auth_user.as_deref().is_none_or(str::is_empty)
     }
 
-    /// Decides on `job` on the calling thread; a panic becomes its text. The job,
-    /// and with it the message's share of the buffer budget, is released before
-    /// this returns.
-    fn decide_here(&self, g: &Generation, job: Box<ScanJob>, now: u64) -> Result<Decision, String> {
+    /// Decides on `job` on the calling thread, and, for a message to keep,
+    /// builds its quarantine entry (compressing it here, not on the store's
+    /// writer); a panic becomes its text. The job, and with it the message's
+    /// share of the buffer budget, is released before this returns.
+    fn decide_here(
+        &self,
+        g: &Generation,
+        job: Box<ScanJob>,
+        client: &ClientInfo,
+        can_quarantine: bool,
+    ) -> Result<(Decision, Option<NewEntry>), String> {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
-            policy::decide(&g.engine, &g.settings, self.store.as_ref(), &job, now)
+            let now_ms = quarantine::now_ms();
+            let d = policy::decide(&g.engine, &g.settings, self.store.as_ref(), &job, now_ms / 1000);
+            let keep = d.keep_as(&g.settings, can_quarantine);
+            let entry = match (keep, &d.verdict) {
+                (Some(told), Some(v)) => {
+                    match NewEntry::new(now_ms, &self.host, stored_envelope(&job, client), v, told, &job.raw) {
+                        Ok(e) => Some(e),
+                        Err(e) => return (d.keep_failed(format!("cannot compress the message: {e}")), None),
+                    }
+                }
+                _ => None,
+            };
+            (d, entry)
         }))
         .map_err(|p| panic_text(p.as_ref()))
     }
 
     /// Decides on a message: small ones [inline](Self::scans_inline), the others on
     /// the scan threads within the scan time limit. A scan that panics, overruns
-    /// its limit or loses its thread gets the fallback answer.
+    /// its limit or loses its thread gets the fallback answer. A message to keep is
+    /// kept, durably, before this returns (see [`Service::keep`]). `client` is the
+    /// connection's client; `can_quarantine` whether the MTA granted QUARANTINE.
     pub(crate) async fn decide(
         self: &Arc<Self>,
         generation: Arc<Generation>,
         job: Box<ScanJob>,
+        client: &ClientInfo,
+        can_quarantine: bool,
     ) -> Decision {
         let settings = &generation.settings;
-        let now = accounts::now_secs();
         // A job never run, its thread gone, returns its bytes to the budget as the
         // queue drops it.
+        let started = Instant::now();
         let outcome = if Self::scans_inline(settings, &job) {
-            Ok(Ok(self.decide_here(&generation, job, now)))
+            Ok(Ok(self.decide_here(&generation, job, client, can_quarantine)))
         } else {
             let (tx, rx) = oneshot::channel();
             let svc = Arc::clone(self);
             let g = Arc::clone(&generation);
+            let client = client.clone();
             self.pool.spawn(move || {
-                let _ = tx.send(svc.decide_here(&g, job, now));
+                let _ = tx.send(svc.decide_here(&g, job, &client, can_quarantine));
             });
             tokio::time::timeout(settings.scan_timeout(), rx).await
         };
         let why = match outcome {
-            Ok(Ok(Ok(d))) => return d,
+            Ok(Ok(Ok((d, None)))) => return d,
+            Ok(Ok(Ok((d, Some(entry))))) => {
+                let left = settings.scan_timeout().saturating_sub(started.elapsed());
+                return self.keep(d, entry, left).await;
+            }
             Ok(Ok(Err(msg))) => format!("scan panicked: {msg}"),
             Ok(Err(_)) => "scan thread went away".into(),
             Err(_) => format!(
@@ -294,6 +424,39 @@ impl Service {
         };
         self.metrics.error(ErrorKind::Scan);
         Decision::fallback(settings, why)
+    }
+
+    /// Keeps `entry` for decision `d`: hands it to the state store's writer and
+    /// waits, at most `within` (what is left of the scan time limit, and at least
+    /// [`MIN_KEEP_WAIT`]), for its durable commit. Kept, the decision says so (and
+    /// in `store` mode becomes DISCARD); otherwise it becomes `451 4.3.0`: a
+    /// message is never discarded or held without its copy. (A commit that ends
+    /// after the wait leaves an entry for a message the MTA will offer again: a
+    /// duplicate in the quarantine, never a loss.)
+    async fn keep(&self, mut d: Decision, entry: NewEntry, within: Duration) -> Decision {
+        let told = entry.told;
+        let started = Instant::now();
+        let kept = tokio::time::timeout(within.max(MIN_KEEP_WAIT), self.keeper.keep(entry)).await;
+        let took = started.elapsed();
+        d.keep_time = Some(took);
+        match kept {
+            Ok(Ok(id)) => {
+                self.metrics.kept(told, took);
+                d.kept = Some((id, told));
+                d
+            }
+            Ok(Err(e)) => {
+                self.metrics.keep_failed();
+                d.keep_failed(format!("quarantine store: {e}"))
+            }
+            Err(_) => {
+                self.metrics.keep_failed();
+                d.keep_failed(format!(
+                    "quarantine store: no durable commit within {} ms",
+                    took.as_millis()
+                ))
+            }
+        }
     }
 
     /// Logs and counts, once per refused file version, that the engine refused a
@@ -317,9 +480,11 @@ impl Service {
         }
     }
 
-    /// Counts and logs the decision on a message of `size` bytes.
-    pub(crate) fn record(&self, d: &Decision, env: &Envelope, size: usize) {
+    /// Counts, logs and records in the history the decision on a message of
+    /// `size` bytes from `client`.
+    pub(crate) fn record(&self, d: &Decision, env: &Envelope, size: usize, client: &ClientInfo) {
         self.note_model_refusals();
+        self.keeper.record(scan_record(d, env, size, client));
         self.metrics.message(d.outcome);
         if d.verdict.is_some() {
             self.metrics.scan_latency(d.scan_time);
@@ -344,6 +509,15 @@ impl Service {
                 auth, from, size,
                 "message deferred: the account store is unusable (accounts.on_store_error)"
             ),
+            Outcome::QuarantineTempfail => error!(
+                queue_id = %queue_id,
+                action = "quarantine_tempfail",
+                score = %score,
+                error = d.error.as_deref().unwrap_or("-"),
+                auth, from, size,
+                store_us = d.keep_time.map(|t| t.as_micros() as u64),
+                "message deferred: it was to be kept and the quarantine store could not take it"
+            ),
             Outcome::Fallback => warn!(
                 queue_id = %queue_id,
                 action = "fallback",
@@ -360,6 +534,9 @@ impl Service {
                 auth, from, size,
                 scan_us = d.scan_time.as_micros() as u64,
                 scan_cpu_us = d.scan_cpu.map(|t| t.as_micros() as u64),
+                kept = d.kept.map(|(id, _)| id.to_string()),
+                told = d.kept.map(|(_, t)| t.as_str()),
+                store_us = d.keep_time.map(|t| t.as_micros() as u64),
                 "message"
             ),
         }
@@ -369,12 +546,67 @@ impl Service {
                 warn!(user = auth, reason = %lock.reason, "account locked");
             }
         }
-        if d.outcome != Outcome::Fallback
+        if !matches!(d.outcome, Outcome::Fallback | Outcome::QuarantineTempfail)
             && let Some(e) = &d.error
         {
             self.metrics.error(ErrorKind::Store);
             error!(error = %e, "account store failed; the message was scanned without it");
         }
+    }
+}
+
+/// Shortest wait for the store to keep a message, even when the scan used up
+/// the scan time limit: a commit takes well under a millisecond on a sound disk.
+pub const MIN_KEEP_WAIT: Duration = Duration::from_secs(1);
+
+/// How often the service checks whether the stored sender lists changed.
+pub const SENDERS_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The envelope of a kept message.
+fn stored_envelope(job: &ScanJob, client: &ClientInfo) -> StoredEnvelope {
+    let e = &job.envelope;
+    StoredEnvelope {
+        sender: e.sender.clone().unwrap_or_default(),
+        recipients: e.recipients.clone(),
+        client_addr: e.client_addr.map(|a| a.to_string()),
+        client_name: client.name.clone(),
+        helo: client.helo.clone(),
+        auth_user: e.auth_user.clone().filter(|u| !u.is_empty()),
+        queue_id: e.queue_id.clone(),
+    }
+}
+
+/// The history's record of a decided message.
+fn scan_record(d: &Decision, env: &Envelope, size: usize, client: &ClientInfo) -> ScanRecord {
+    ScanRecord {
+        time: accounts::now_secs(),
+        queue_id: env.queue_id.clone(),
+        sender: env.sender.clone().unwrap_or_default(),
+        recipients: env
+            .recipients
+            .iter()
+            .take(quarantine::MAX_HISTORY_RCPTS)
+            .cloned()
+            .collect(),
+        recipient_count: env.recipients.len(),
+        client_addr: env.client_addr.map(|a| a.to_string()),
+        helo: client.helo.clone(),
+        auth_user: env.auth_user.clone().filter(|u| !u.is_empty()),
+        action: d.outcome.as_str().to_string(),
+        score: d.verdict.as_ref().map(|v| v.score),
+        hits: d
+            .verdict
+            .as_ref()
+            .map(|v| {
+                v.hits
+                    .iter()
+                    .take(quarantine::MAX_HISTORY_HITS)
+                    .map(|h| (h.keyword.clone(), h.count))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        size: size as u64,
+        entry: d.kept.map(|(id, _)| id),
     }
 }
 

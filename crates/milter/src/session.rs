@@ -20,10 +20,10 @@ const WANT_ACTIONS: u32 =
 
 /// Steps chaff asks the MTA to skip or not to wait for: everything before end of
 /// message is streamed without an answer, so a message costs one round trip.
+/// HELO is sent (unanswered) for the records of the quarantine and the history.
 /// (With `refuse_oversize_early`, end-of-header and body chunks are answered again,
 /// so an oversize message is refused at the chunk that crosses the limit.)
-const WANT_PROTOCOL: u32 = proto::NOHELO
-    | proto::NOUNKNOWN
+const WANT_PROTOCOL: u32 = proto::NOUNKNOWN
     | proto::NR_CONN
     | proto::NR_HELO
     | proto::NR_MAIL
@@ -101,6 +101,19 @@ pub struct ScanJob {
     pub reservation: Reservation,
 }
 
+/// The SMTP client as the MTA described it (for the quarantine's and the
+/// history's records).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client's host name (CONNECT), when the MTA resolved one.
+    pub name: Option<String>,
+    /// The HELO/EHLO name it gave.
+    pub helo: Option<String>,
+}
+
+/// Longest HELO name kept, in bytes (a longer one is cut).
+const MAX_HELO: usize = 255;
+
 /// What was agreed at option negotiation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiated {
@@ -162,6 +175,7 @@ pub struct Session {
     budget: Arc<Budget>,
     neg: Option<Negotiated>,
     hostname: String,
+    helo: Option<String>,
     client_addr: Option<IpAddr>,
     msg: Message,
     /// Headers to remove at the pending `finish`.
@@ -208,6 +222,7 @@ impl Session {
             budget,
             neg: None,
             hostname: String::new(),
+            helo: None,
             client_addr: None,
             msg,
             pending_own: (0, 0),
@@ -234,6 +249,14 @@ impl Session {
     /// True between messages: the connection can be closed without losing one.
     pub fn is_idle(&self) -> bool {
         !self.msg.active
+    }
+
+    /// The client of this connection, as far as the MTA said.
+    pub fn client(&self) -> ClientInfo {
+        ClientInfo {
+            name: (!self.hostname.is_empty()).then(|| self.hostname.clone()),
+            helo: self.helo.clone(),
+        }
     }
 
     /// The envelope of the message in progress.
@@ -395,7 +418,12 @@ impl Session {
                 }
                 self.continue_unless(proto::NR_CONN)
             }
-            Command::Helo(_) => self.continue_unless(proto::NR_HELO),
+            Command::Helo(name) => {
+                let name = &name[..name.len().min(MAX_HELO)];
+                let name = text(name).trim().to_string();
+                self.helo = (!name.is_empty()).then_some(name);
+                self.continue_unless(proto::NR_HELO)
+            }
             Command::Mail(args) => {
                 // A new transaction: keep only the macros sent just before MAIL.
                 let queue_id = self.msg.queue_id.take();
@@ -460,6 +488,7 @@ impl Session {
             Command::QuitNc => {
                 self.reset_message();
                 self.hostname.clear();
+                self.helo = None;
                 self.client_addr = None;
                 Step::Nothing
             }
