@@ -38,6 +38,10 @@ enum Command {
     Milter(cli::milter::MilterArgs),
     /// List, unlock or lock accounts locked for sending spam.
     Accounts(cli::accounts::AccountsArgs),
+    /// The spam report list: list, show, delete or purge kept messages.
+    Quarantine(cli::quarantine::QuarantineArgs),
+    /// The allow and block lists: list them, add or remove stored entries.
+    Senders(cli::senders::SendersArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
         Command::Learn(a) => cli::learn::run(a),
         Command::Milter(a) => cli::milter::run(a),
         Command::Accounts(a) => cli::accounts::run(a),
+        Command::Quarantine(a) => cli::quarantine::run(a),
+        Command::Senders(a) => cli::senders::run(a),
     };
     match result {
         Ok(code) => code,

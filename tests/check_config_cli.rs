@@ -56,3 +56,34 @@ fn outbound_thresholds_are_printed() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("outbound mail: as inbound"), "{text}");
 }
+
+#[test]
+fn state_and_quarantine_tables_are_checked() {
+    let out = check(
+        "[state]\npath = \"state.redb\"\nhistory = 500\n\n[quarantine]\nmode = \"store\"\n\
+         keep_rejected = true\nmax_age = \"12h\"\nmax_bytes = \"500M\"\n\
+         release_relay = \"127.0.0.1:25\"\nrelease_key = \"release.key\"\n",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty());
+    // Store mode without a relay: valid, but a release could not deliver.
+    let out = check("[quarantine]\nmode = \"store\"\n");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("chaff.toml:2: field `quarantine.mode`") && err.contains("release_relay"),
+        "{err}"
+    );
+    for (text, field) in [
+        ("[quarantine]\nrelease_relay = \"mx\"\n", "chaff.toml:2: field `quarantine.release_relay`"),
+        ("[quarantine]\n\nmax_age = \"a while\"\n", "chaff.toml:3"),
+        ("[quarantine]\nmode = \"drop\"\n", "chaff.toml:2"),
+        ("[state]\nhistory = 0\n", "chaff.toml:2: field `state.history`"),
+        ("[state]\nfile = \"x\"\n", "chaff.toml:2"),
+    ] {
+        let out = check(text);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}: accepted");
+        assert!(err.contains(field), "{text}: {err}");
+    }
+}

@@ -20,9 +20,10 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     // Every table: the engine's and the service's (header names, timeouts, account
     // store), and no table that nothing reads.
-    let config = chaff_milter::ServiceConfig::load(&args.file)?.engine;
+    let service = chaff_milter::ServiceConfig::load(&args.file)?;
+    let config = service.engine.clone();
     let engine = Engine::new(&config)?;
-    for warning in warnings(&args.file, &config)? {
+    for warning in warnings(&args.file, &service)? {
         eprintln!("warning: {warning}");
     }
     let kw = engine.keywords();
@@ -52,8 +53,21 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
 
 /// Settings that are valid but risky or useless, each located like an error
 /// (`FILE:LINE: field `senders.allow_unverified`: …`).
-fn warnings(file: &Path, config: &Config) -> Result<Vec<ConfigError>, CliError> {
+fn warnings(
+    file: &Path,
+    service: &chaff_milter::ServiceConfig,
+) -> Result<Vec<ConfigError>, CliError> {
+    let config: &Config = &service.engine;
     let mut out = Vec::new();
+    let q = &service.quarantine;
+    if q.mode == chaff_milter::config::QuarantineMode::Store && q.release_relay.is_none() {
+        let f = ConfigFile::load(file)?;
+        out.push(f.error(
+            "quarantine.mode",
+            "\"store\" keeps the only copy of quarantined mail, and releasing it needs \
+             `release_relay` (the MTA's SMTP address): set it",
+        ));
+    }
     let unprovable: Vec<&str> = config
         .allow
         .iter()

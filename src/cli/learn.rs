@@ -32,37 +32,98 @@ pub struct LearnArgs {
     pub paths: Vec<PathBuf>,
 }
 
+/// A model opened for learning: locked against other learners until saved.
+pub struct Learner {
+    path: PathBuf,
+    /// Held until the model is saved: serialises concurrent learners.
+    lock: std::fs::File,
+    model: chaff::classify::Model,
+    engine: Engine,
+    spam: bool,
+    learned: u64,
+    changed: u64,
+}
+
+impl Learner {
+    /// Opens the model of `config` (or `model`, if given) to learn messages as
+    /// spam or ham.
+    pub fn open(
+        mut config: chaff::Config,
+        model: Option<PathBuf>,
+        spam: bool,
+    ) -> Result<Learner, CliError> {
+        let Some(path) = model.or_else(|| config.model.clone()) else {
+            return Err(
+                "no model to update: set `model = \"PATH\"` in the config or pass --model".into(),
+            );
+        };
+        // Serialise concurrent learners: each reads, updates and replaces the file
+        // under an exclusive lock on a side file (the model file itself is replaced
+        // by rename).
+        let lock_path = {
+            let mut p = path.clone().into_os_string();
+            p.push(".lock");
+            PathBuf::from(p)
+        };
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        let model = format::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.model = None;
+        let engine = Engine::new(&config)?;
+        Ok(Learner {
+            path,
+            lock,
+            model,
+            engine,
+            spam,
+            learned: 0,
+            changed: 0,
+        })
+    }
+
+    /// The largest message learned (`[limits] max_message_size`).
+    pub fn max_message_size(&self) -> usize {
+        self.engine.config().max_message_size
+    }
+
+    /// Learns one message.
+    pub fn learn(&mut self, raw: &[u8]) -> chaff_train::Learned {
+        let l = learn_message(&self.engine, &mut self.model, raw, self.spam);
+        self.learned += 1;
+        self.changed += u64::from(l.steps > 0);
+        l
+    }
+
+    /// Replaces the model file and releases the lock; returns the messages
+    /// learned, those that changed the model, and the file.
+    pub fn save(mut self) -> Result<(u64, u64, PathBuf), CliError> {
+        if self.spam {
+            self.model.meta.stats.learned_spam += self.learned;
+        } else {
+            self.model.meta.stats.learned_ham += self.learned;
+        }
+        self.model.meta.stats.updated = unix_now();
+        format::save(&self.model, &self.path)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        drop(self.lock);
+        Ok((self.learned, self.changed, self.path))
+    }
+}
+
 /// Learns every message and replaces the model file.
 pub fn run(args: LearnArgs) -> Result<ExitCode, CliError> {
-    let mut config = load_config(args.config.as_deref())?;
-    let Some(path) = args.model.clone().or_else(|| config.model.clone()) else {
-        return Err(
-            "no model to update: set `model = \"PATH\"` in the config or pass --model".into(),
-        );
-    };
-    // Serialise concurrent learners: each reads, updates and replaces the file under
-    // an exclusive lock on a side file (the model file itself is replaced by rename).
-    let lock_path = {
-        let mut p = path.clone().into_os_string();
-        p.push(".lock");
-        PathBuf::from(p)
-    };
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-
-    let mut model = format::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    config.model = None;
-    let engine = Engine::new(&config)?;
+    let config = load_config(args.config.as_deref())?;
     let spam = args.spam;
     let label = if spam { "spam" } else { "ham" };
-    let (mut learned, mut changed, mut failures) = (0u64, 0u64, 0u64);
-    let limit = engine.config().max_message_size;
+    let mut learner = Learner::open(config, args.model.clone(), spam)?;
+    let mut failures = 0u64;
+    let limit = learner.max_message_size();
     for message in crate::input::messages(&args.paths, limit) {
         let (name, input) = message.load(limit);
         let raw = match input {
@@ -78,19 +139,10 @@ pub fn run(args: LearnArgs) -> Result<ExitCode, CliError> {
                 continue;
             }
         };
-        let l = learn_message(&engine, &mut model, &raw, spam);
-        learned += 1;
-        changed += u64::from(l.steps > 0);
+        let l = learner.learn(&raw);
         println!("{name}\t{label}\tscore {:.2} -> {:.2}", l.before, l.after);
     }
-    if spam {
-        model.meta.stats.learned_spam += learned;
-    } else {
-        model.meta.stats.learned_ham += learned;
-    }
-    model.meta.stats.updated = unix_now();
-    format::save(&model, &path).map_err(|e| format!("{}: {e}", path.display()))?;
-    drop(lock);
+    let (learned, changed, path) = learner.save()?;
     eprintln!(
         "chaff: learned {learned} message(s) as {label} ({changed} changed the model): {}",
         path.display()

@@ -8,7 +8,9 @@ pub mod labelled;
 pub mod learn;
 pub mod milter;
 pub mod output;
+pub mod quarantine;
 pub mod score;
+pub mod senders;
 pub mod train;
 
 use chaff::{Config, Engine};

@@ -1,0 +1,519 @@
+//! `chaff quarantine list|show|delete|purge`: the spam report list, from the
+//! command line.
+//!
+//! The state store is shared with the running service (redb in multi-writer
+//! mode), so these commands work while `chaff milter` runs. They never create a
+//! store at a mistyped path. Every change is logged in the store's admin action
+//! log under the name of the user running the command (`SUDO_USER`, `USER`).
+
+use super::output::Format;
+use super::{CliError, load_service_config};
+use chaff::Engine;
+use chaff_milter::accounts::format_time;
+use chaff_milter::quarantine::{
+    AdminAction, Entry, EntryId, EntryState, Filter, MAX_PAGE, StateFilter, StateStore, Summary,
+    now_ms,
+};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `chaff quarantine`.
+#[derive(clap::Args)]
+pub struct QuarantineArgs {
+    /// The configuration file naming the store (`path` in `[state]`).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// The state store, overriding the configuration.
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: QuarantineAction,
+}
+
+/// `chaff quarantine` subcommands.
+#[derive(clap::Subcommand)]
+pub enum QuarantineAction {
+    /// List kept messages, newest first.
+    List(ListArgs),
+    /// Show one entry: envelope, verdict, headers and the text with hits marked.
+    Show {
+        /// The entry's id.
+        id: String,
+        /// Print the message exactly as it was received instead.
+        #[arg(long)]
+        raw: bool,
+        /// Output format (json: the entry's record, without the message).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Delete entries' messages (the record stays, marked deleted, until retention).
+    Delete {
+        /// The entries' ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Learn each message as spam first (updates the configured model).
+        #[arg(long)]
+        learn_spam: bool,
+    },
+    /// Drop every entry kept longer ago than the given age.
+    Purge {
+        /// An age such as `30d`, `12h`.
+        #[arg(long, value_parser = parse_duration)]
+        older_than: std::time::Duration,
+    },
+}
+
+/// Filters and paging of `chaff quarantine list`.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Kept within this long (`7d`, `12h`) or since this UTC time (`2026-11-29`,
+    /// `2026-11-29 08:00:00`).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<u64>,
+    /// Kept before this UTC time (or this long ago).
+    #[arg(long, value_parser = parse_since)]
+    until: Option<u64>,
+    /// The sender: an address, a domain (`example.com`) or `<>`.
+    #[arg(long)]
+    sender: Option<String>,
+    /// A recipient: an address or a domain.
+    #[arg(long)]
+    rcpt: Option<String>,
+    /// The verdict's action: `quarantine` or `reject`.
+    #[arg(long)]
+    action: Option<String>,
+    /// Score at least this.
+    #[arg(long)]
+    min_score: Option<f64>,
+    /// The subject contains this (any case).
+    #[arg(long)]
+    subject: Option<String>,
+    /// The state: held, releasing, in_doubt, released, deleted.
+    #[arg(long, value_parser = parse_state)]
+    state: Option<StateFilter>,
+    /// Most entries listed.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Continue a list below this id (printed at the end of a full page).
+    #[arg(long)]
+    before: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    chaff::config::parse_duration(s)
+}
+
+fn parse_state(s: &str) -> Result<StateFilter, String> {
+    StateFilter::parse(s)
+        .ok_or_else(|| format!("`{s}`: use held, releasing, in_doubt, released or deleted"))
+}
+
+/// Days since the epoch of a proleptic Gregorian date (Howard Hinnant's
+/// days-from-civil).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Reads `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]` or `YYYY-MM-DDTHH:MM[:SS]` (UTC).
+fn parse_date(s: &str) -> Option<u64> {
+    let s = s.trim().trim_end_matches("UTC").trim_end_matches('Z').trim();
+    let (date, time) = match s.split_once([' ', 'T']) {
+        Some((d, t)) => (d, Some(t.trim())),
+        None => (s, None),
+    };
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) || y < 1970 {
+        return None;
+    }
+    let mut secs = 0i64;
+    if let Some(t) = time {
+        let parts: Vec<i64> = t
+            .split(':')
+            .map(|p| p.parse::<i64>().ok())
+            .collect::<Option<_>>()?;
+        let (h, mi, se) = match parts.as_slice() {
+            [h, m] => (*h, *m, 0),
+            [h, m, s] => (*h, *m, *s),
+            _ => return None,
+        };
+        if !(0..24).contains(&h) || !(0..60).contains(&mi) || !(0..=60).contains(&se) {
+            return None;
+        }
+        secs = h * 3600 + mi * 60 + se;
+    }
+    u64::try_from(days_from_civil(y, m, day) * 86_400 + secs).ok()
+}
+
+/// A point in time: a duration back from now, or a UTC date.
+fn parse_since(s: &str) -> Result<u64, String> {
+    if let Ok(d) = chaff::config::parse_duration(s) {
+        return Ok((now_ms() / 1000).saturating_sub(d.as_secs()));
+    }
+    parse_date(s).ok_or_else(|| {
+        format!("`{s}` is neither a duration (`7d`) nor a UTC date (`2026-11-29 08:00`)")
+    })
+}
+
+/// Who is running the command, for the action log.
+pub fn operator() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
+        .map_or_else(|| "cli".into(), |u| u.trim().to_string())
+}
+
+fn id_of(s: &str) -> Result<EntryId, CliError> {
+    Ok(s.parse::<EntryId>()?)
+}
+
+/// Text cut to `n` characters, with `…`.
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Control characters shown as spaces, so nothing from a message can move the
+/// terminal's cursor or change its state.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() && c != '\n' && c != '\t' { ' ' } else { c })
+        .collect()
+}
+
+fn state_text(s: &EntryState, now: u64) -> String {
+    match s {
+        EntryState::Held => "held".into(),
+        EntryState::Releasing { by, at, .. } => format!(
+            "{} (by {by} at {})",
+            s.name(now),
+            format_time(*at)
+        ),
+        EntryState::Released { by, at, how } => {
+            format!("released by {by} at {} ({how})", format_time(*at))
+        }
+        EntryState::Deleted { by, at } => format!("deleted by {by} at {}", format_time(*at)),
+    }
+}
+
+fn summary_json(s: &Summary, now: u64) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("time_utc".into(), format_time(s.time).into());
+        o.insert("state_name".into(), s.state.name(now).into());
+    }
+    v
+}
+
+fn open_store(args: &QuarantineArgs) -> Result<(StateStore, chaff_milter::ServiceConfig), CliError> {
+    let config = load_service_config(args.config.as_deref())?;
+    let path = args.db.clone().unwrap_or_else(|| config.state.path.clone());
+    Ok((StateStore::open_existing(&path)?, config))
+}
+
+/// Runs one `chaff quarantine` subcommand.
+pub fn run(args: QuarantineArgs) -> Result<ExitCode, CliError> {
+    let (store, config) = open_store(&args)?;
+    let now = now_ms() / 1000;
+    match args.action {
+        QuarantineAction::List(l) => list(&store, l, now),
+        QuarantineAction::Show { id, raw, format } => {
+            let id = id_of(&id)?;
+            let Some(entry) = store.get(id)? else {
+                eprintln!("chaff: no quarantine entry {id}");
+                return Ok(ExitCode::from(1));
+            };
+            let message = store.message(id)?;
+            if raw {
+                use std::io::Write;
+                let Some(m) = message else {
+                    eprintln!("chaff: {id}: the message was deleted");
+                    return Ok(ExitCode::from(1));
+                };
+                std::io::stdout().write_all(&m)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            match format {
+                Format::Json => {
+                    let mut v = serde_json::to_value(&entry)?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("time_utc".into(), format_time(entry.summary.time).into());
+                        o.insert("state_name".into(), entry.summary.state.name(now).into());
+                    }
+                    println!("{v}");
+                }
+                Format::Text => {
+                    let engine = Engine::new(&config.engine)?;
+                    print!("{}", show_text(&entry, message.as_deref(), &engine, now));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineAction::Delete { ids, learn_spam } => {
+            let ids = ids.iter().map(|s| id_of(s)).collect::<Result<Vec<_>, _>>()?;
+            let by = operator();
+            if learn_spam {
+                // Learn first: if the model cannot be updated, nothing is deleted.
+                let mut learner =
+                    super::learn::Learner::open(config.engine.clone(), None, true)?;
+                for &id in &ids {
+                    match store.message(id)? {
+                        Some(m) => {
+                            let l = learner.learn(&m);
+                            println!("{id}\tspam\tscore {:.2} -> {:.2}", l.before, l.after);
+                        }
+                        None => eprintln!("chaff: {id}: no message to learn"),
+                    }
+                }
+                let (learned, _, path) = learner.save()?;
+                for &id in &ids {
+                    store.log_action(&AdminAction {
+                        at: now,
+                        by: by.clone(),
+                        what: "learn-spam".into(),
+                        id: Some(id),
+                        detail: path.display().to_string(),
+                    })?;
+                }
+                eprintln!("chaff: learned {learned} message(s) as spam: {}", path.display());
+            }
+            let mut failed = false;
+            for id in ids {
+                match store.delete(id, &by, now) {
+                    Ok(_) => println!("{id}: deleted"),
+                    Err(e) => {
+                        eprintln!("chaff: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        QuarantineAction::Purge { older_than } => {
+            let r = store.purge(older_than, &operator(), now)?;
+            println!(
+                "purged {} entries ({} bytes) kept more than {} s ago",
+                r.entries,
+                r.bytes,
+                older_than.as_secs()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn list(store: &StateStore, l: ListArgs, now: u64) -> Result<ExitCode, CliError> {
+    if let Some(a) = &l.action
+        && chaff::Action::from_name(a.trim()).is_none()
+    {
+        return Err(format!("--action `{a}`: use deliver, quarantine or reject").into());
+    }
+    if l.limit == 0 || l.limit > MAX_PAGE {
+        return Err(format!("--limit must be between 1 and {MAX_PAGE}").into());
+    }
+    let filter = Filter {
+        since: l.since,
+        until: l.until,
+        sender: l.sender,
+        rcpt: l.rcpt,
+        action: l.action,
+        min_score: l.min_score,
+        subject: l.subject,
+        state: l.state,
+    };
+    let before = l.before.as_deref().map(id_of).transpose()?;
+    let page = store.list(&filter, l.limit, before, now)?;
+    match l.format {
+        Format::Json => {
+            for s in &page.entries {
+                println!("{}", summary_json(s, now));
+            }
+        }
+        Format::Text => {
+            if page.entries.is_empty() {
+                println!("no entries ({})", store.path().display());
+            } else {
+                println!(
+                    "{:<13}  {:<19}  {:>6}  {:<10}  {:<9}  {:<28}  {:<28}  SUBJECT",
+                    "ID", "TIME (UTC)", "SCORE", "ACTION", "STATE", "FROM", "TO"
+                );
+                for s in &page.entries {
+                    let to = match s.recipients.len() {
+                        0 => "-".to_string(),
+                        1 => s.recipients[0].clone(),
+                        n => format!("{} +{}", s.recipients[0], n - 1),
+                    };
+                    let from = if s.sender.is_empty() { "<>" } else { &s.sender };
+                    println!(
+                        "{}  {:<19}  {:>6.2}  {:<10}  {:<9}  {:<28}  {:<28}  {}",
+                        s.id,
+                        format_time(s.time).trim_end_matches(" UTC"),
+                        s.score,
+                        format!("{}/{}", s.action, s.told.as_str()),
+                        s.state.name(now),
+                        clean(&cut(from, 28)),
+                        clean(&cut(&to, 28)),
+                        clean(&cut(&s.subject, 60)),
+                    );
+                }
+            }
+            if let Some(next) = page.next {
+                println!("(more: --before {next})");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Marks every hit in `text` as `[[hit]]`; `spans` are byte ranges (offset,
+/// length) that lie on character boundaries of `text`.
+pub fn mark(text: &str, mut spans: Vec<(usize, usize)>) -> String {
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len() + spans.len() * 4);
+    let mut at = 0;
+    for (start, len) in spans {
+        let end = start.saturating_add(len).min(text.len());
+        if start < at || start > end || !text.is_char_boundary(start) || !text.is_char_boundary(end)
+        {
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        out.push_str("[[");
+        out.push_str(&text[start..end]);
+        out.push_str("]]");
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// The text of `chaff quarantine show`.
+fn show_text(e: &Entry, message: Option<&[u8]>, engine: &Engine, now: u64) -> String {
+    use std::fmt::Write as _;
+    let s = &e.summary;
+    let env = &e.detail.envelope;
+    let v = &e.detail.verdict;
+    let mut o = String::new();
+    let opt = |x: &Option<String>| x.clone().unwrap_or_else(|| "-".into());
+    let _ = writeln!(o, "id:        {}", s.id);
+    let _ = writeln!(o, "time:      {}", format_time(s.time));
+    let _ = writeln!(o, "state:     {}", state_text(&s.state, now));
+    let _ = writeln!(o, "told MTA:  {}", s.told.as_str());
+    let _ = writeln!(o, "host:      {}", clean(&s.host));
+    let _ = writeln!(
+        o,
+        "from:      {}",
+        if env.sender.is_empty() { "<>".into() } else { clean(&env.sender) }
+    );
+    let _ = writeln!(o, "to:        {}", clean(&env.recipients.join(", ")));
+    let _ = writeln!(
+        o,
+        "client:    {} ({}), helo {}",
+        opt(&env.client_addr),
+        clean(&opt(&env.client_name)),
+        clean(&opt(&env.helo))
+    );
+    let _ = writeln!(o, "auth:      {}", clean(&opt(&env.auth_user)));
+    let _ = writeln!(o, "queue id:  {}", clean(&opt(&env.queue_id)));
+    let _ = writeln!(o, "size:      {} bytes ({} stored)", s.size, s.stored_bytes);
+    let _ = writeln!(o, "subject:   {}", clean(&s.subject));
+    let _ = writeln!(o, "verdict:   {} score {:.2}: {}", v.action, v.score, v.reason);
+    if let Some(r) = &v.reply {
+        let _ = writeln!(o, "reply:     {r}");
+    }
+    if v.truncated {
+        let _ = writeln!(o, "note:      some text was not scanned (too long)");
+    }
+    for h in &v.hits {
+        let _ = writeln!(
+            o,
+            "hit:       {} ×{} ({}, weight {:.2}, +{:.2})",
+            clean(&h.keyword),
+            h.count,
+            h.category,
+            h.weight,
+            h.contribution
+        );
+    }
+    for t in &v.tokens {
+        let _ = writeln!(o, "token:     {} {:+.2}", clean(&t.token), t.weight);
+    }
+    let Some(raw) = message else {
+        let _ = writeln!(o, "\n(the message was deleted)");
+        return o;
+    };
+    let (end, _) = chaff::text::header_end(raw);
+    let _ = writeln!(o, "\n--- headers");
+    let head = String::from_utf8_lossy(&raw[..end.min(raw.len())]).replace("\r\n", "\n");
+    let _ = writeln!(o, "{}", clean(head.trim_end()));
+    let decoded = engine.decode(raw);
+    let found = engine.find(&decoded);
+    let _ = writeln!(o, "\n--- decoded text, hits marked [[like this]]");
+    let spans_of = |source_is_subject: bool, part: usize| {
+        found
+            .iter()
+            .filter(|f| {
+                (f.location.source == chaff::TextSource::Subject) == source_is_subject
+                    && (source_is_subject || f.location.part == part)
+            })
+            .map(|f| (f.location.offset, f.location.len))
+            .collect::<Vec<_>>()
+    };
+    let _ = writeln!(o, "Subject: {}", clean(&mark(&decoded.subject, spans_of(true, 0))));
+    for (i, t) in decoded.texts.iter().enumerate() {
+        let kind = serde_json::to_value(t.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = writeln!(o, "\n[part {} ({kind})]", i + 1);
+        let _ = writeln!(o, "{}", clean(&mark(&t.text, spans_of(false, i))));
+    }
+    if decoded.truncated {
+        let _ = writeln!(o, "\n(text cut: over the engine's decoding limit)");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_are_marked_on_character_boundaries() {
+        assert_eq!(mark("买免 费的东西", vec![(3, 7)]), "买[[免 费]]的东西");
+        assert_eq!(mark("free free", vec![(5, 4), (0, 4)]), "[[free]] [[free]]");
+        // Overlapping, out of range or off a boundary: left unmarked, no panic.
+        assert_eq!(mark("免费", vec![(1, 2), (0, 100), (0, 3)]), "[[免费]]");
+        assert_eq!(mark("abc", vec![(10, 1)]), "abc");
+    }
+
+    #[test]
+    fn dates_and_durations_read() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2023-11-14 22:13:20"), Some(1_700_000_000));
+        assert_eq!(parse_date("2023-11-14T22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(parse_date("2000-02-29 00:00"), Some(951_782_400));
+        for bad in ["2023-13-01", "2023-11", "yesterday", "2023-11-14 25:00", "1969-12-31"] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+        let now = now_ms() / 1000;
+        let t = parse_since("1h").unwrap();
+        assert!(now - t >= 3600 && now - t < 3660);
+        assert!(parse_since("soon").is_err());
+    }
+}
