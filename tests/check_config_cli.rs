@@ -64,7 +64,11 @@ fn state_and_quarantine_tables_are_checked() {
          keep_rejected = true\nmax_age = \"12h\"\nmax_bytes = \"500M\"\n\
          release_relay = \"127.0.0.1:25\"\nrelease_key = \"release.key\"\n",
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).is_empty());
     // Store mode without a relay: valid, but a release could not deliver.
     let out = check("[quarantine]\nmode = \"store\"\n");
@@ -75,10 +79,16 @@ fn state_and_quarantine_tables_are_checked() {
         "{err}"
     );
     for (text, field) in [
-        ("[quarantine]\nrelease_relay = \"mx\"\n", "chaff.toml:2: field `quarantine.release_relay`"),
+        (
+            "[quarantine]\nrelease_relay = \"mx\"\n",
+            "chaff.toml:2: field `quarantine.release_relay`",
+        ),
         ("[quarantine]\n\nmax_age = \"a while\"\n", "chaff.toml:3"),
         ("[quarantine]\nmode = \"drop\"\n", "chaff.toml:2"),
-        ("[state]\nhistory = 0\n", "chaff.toml:2: field `state.history`"),
+        (
+            "[state]\nhistory = 0\n",
+            "chaff.toml:2: field `state.history`",
+        ),
         ("[state]\nfile = \"x\"\n", "chaff.toml:2"),
     ] {
         let out = check(text);

@@ -98,7 +98,12 @@ fn negotiation_grants_what_chaff_needs_and_pipelines_the_envelope() {
     ] {
         assert!(n.actions & a != 0, "action {a:#x} not requested");
     }
-    for p in [proto::NR_MAIL, proto::NR_RCPT, proto::NR_HDR, proto::NR_HELO] {
+    for p in [
+        proto::NR_MAIL,
+        proto::NR_RCPT,
+        proto::NR_HDR,
+        proto::NR_HELO,
+    ] {
         assert!(n.protocol & p != 0, "flag {p:#x} not requested");
     }
     // HELO is sent (unanswered): the quarantine and the history record it.

@@ -126,7 +126,11 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// Reads `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]` or `YYYY-MM-DDTHH:MM[:SS]` (UTC).
 fn parse_date(s: &str) -> Option<u64> {
-    let s = s.trim().trim_end_matches("UTC").trim_end_matches('Z').trim();
+    let s = s
+        .trim()
+        .trim_end_matches("UTC")
+        .trim_end_matches('Z')
+        .trim();
     let (date, time) = match s.split_once([' ', 'T']) {
         Some((d, t)) => (d, Some(t.trim())),
         None => (s, None),
@@ -192,18 +196,22 @@ fn cut(s: &str, n: usize) -> String {
 /// terminal's cursor or change its state.
 fn clean(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() && c != '\n' && c != '\t' { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
 fn state_text(s: &EntryState, now: u64) -> String {
     match s {
         EntryState::Held => "held".into(),
-        EntryState::Releasing { by, at, .. } => format!(
-            "{} (by {by} at {})",
-            s.name(now),
-            format_time(*at)
-        ),
+        EntryState::Releasing { by, at, .. } => {
+            format!("{} (by {by} at {})", s.name(now), format_time(*at))
+        }
         EntryState::Released { by, at, how } => {
             format!("released by {by} at {} ({how})", format_time(*at))
         }
@@ -220,7 +228,9 @@ fn summary_json(s: &Summary, now: u64) -> serde_json::Value {
     v
 }
 
-fn open_store(args: &QuarantineArgs) -> Result<(StateStore, chaff_milter::ServiceConfig), CliError> {
+fn open_store(
+    args: &QuarantineArgs,
+) -> Result<(StateStore, chaff_milter::ServiceConfig), CliError> {
     let config = load_service_config(args.config.as_deref())?;
     let path = args.db.clone().unwrap_or_else(|| config.state.path.clone());
     Ok((StateStore::open_existing(&path)?, config))
@@ -265,12 +275,14 @@ pub fn run(args: QuarantineArgs) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         QuarantineAction::Delete { ids, learn_spam } => {
-            let ids = ids.iter().map(|s| id_of(s)).collect::<Result<Vec<_>, _>>()?;
+            let ids = ids
+                .iter()
+                .map(|s| id_of(s))
+                .collect::<Result<Vec<_>, _>>()?;
             let by = operator();
             if learn_spam {
                 // Learn first: if the model cannot be updated, nothing is deleted.
-                let mut learner =
-                    super::learn::Learner::open(config.engine.clone(), None, true)?;
+                let mut learner = super::learn::Learner::open(config.engine.clone(), None, true)?;
                 for &id in &ids {
                     match store.message(id)? {
                         Some(m) => {
@@ -290,7 +302,10 @@ pub fn run(args: QuarantineArgs) -> Result<ExitCode, CliError> {
                         detail: path.display().to_string(),
                     })?;
                 }
-                eprintln!("chaff: learned {learned} message(s) as spam: {}", path.display());
+                eprintln!(
+                    "chaff: learned {learned} message(s) as spam: {}",
+                    path.display()
+                );
             }
             let mut failed = false;
             for id in ids {
@@ -302,7 +317,11 @@ pub fn run(args: QuarantineArgs) -> Result<ExitCode, CliError> {
                     }
                 }
             }
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         QuarantineAction::Purge { older_than } => {
             let r = store.purge(older_than, &operator(), now)?;
@@ -418,7 +437,11 @@ fn show_text(e: &Entry, message: Option<&[u8]>, engine: &Engine, now: u64) -> St
     let _ = writeln!(
         o,
         "from:      {}",
-        if env.sender.is_empty() { "<>".into() } else { clean(&env.sender) }
+        if env.sender.is_empty() {
+            "<>".into()
+        } else {
+            clean(&env.sender)
+        }
     );
     let _ = writeln!(o, "to:        {}", clean(&env.recipients.join(", ")));
     let _ = writeln!(
@@ -432,7 +455,11 @@ fn show_text(e: &Entry, message: Option<&[u8]>, engine: &Engine, now: u64) -> St
     let _ = writeln!(o, "queue id:  {}", clean(&opt(&env.queue_id)));
     let _ = writeln!(o, "size:      {} bytes ({} stored)", s.size, s.stored_bytes);
     let _ = writeln!(o, "subject:   {}", clean(&s.subject));
-    let _ = writeln!(o, "verdict:   {} score {:.2}: {}", v.action, v.score, v.reason);
+    let _ = writeln!(
+        o,
+        "verdict:   {} score {:.2}: {}",
+        v.action, v.score, v.reason
+    );
     if let Some(r) = &v.reply {
         let _ = writeln!(o, "reply:     {r}");
     }
@@ -474,7 +501,11 @@ fn show_text(e: &Entry, message: Option<&[u8]>, engine: &Engine, now: u64) -> St
             .map(|f| (f.location.offset, f.location.len))
             .collect::<Vec<_>>()
     };
-    let _ = writeln!(o, "Subject: {}", clean(&mark(&decoded.subject, spans_of(true, 0))));
+    let _ = writeln!(
+        o,
+        "Subject: {}",
+        clean(&mark(&decoded.subject, spans_of(true, 0)))
+    );
     for (i, t) in decoded.texts.iter().enumerate() {
         let kind = serde_json::to_value(t.source)
             .ok()
@@ -508,7 +539,13 @@ mod tests {
         assert_eq!(parse_date("2023-11-14 22:13:20"), Some(1_700_000_000));
         assert_eq!(parse_date("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(parse_date("2000-02-29 00:00"), Some(951_782_400));
-        for bad in ["2023-13-01", "2023-11", "yesterday", "2023-11-14 25:00", "1969-12-31"] {
+        for bad in [
+            "2023-13-01",
+            "2023-11",
+            "yesterday",
+            "2023-11-14 25:00",
+            "1969-12-31",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
         let now = now_ms() / 1000;

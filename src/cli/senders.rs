@@ -81,12 +81,19 @@ pub fn run(args: SendersArgs) -> Result<ExitCode, CliError> {
                 .map(|a| {
                     let mut s = a.pattern.as_str().to_string();
                     if !a.networks.is_empty() {
-                        let nets: Vec<String> = a.networks.iter().map(ToString::to_string).collect();
+                        let nets: Vec<String> =
+                            a.networks.iter().map(ToString::to_string).collect();
                         s.push_str(&format!(" from {}", nets.join(", ")));
                     }
                     ("allow", s)
                 })
-                .chain(config.engine.block.iter().map(|b| ("block", b.as_str().to_string())));
+                .chain(
+                    config
+                        .engine
+                        .block
+                        .iter()
+                        .map(|b| ("block", b.as_str().to_string())),
+                );
             match format {
                 Format::Json => {
                     for (list, entry) in file_entries {

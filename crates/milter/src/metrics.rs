@@ -512,9 +512,19 @@ mod tests {
         m.kept(Told::Discard, Duration::from_millis(3));
         m.keep_failed();
         let text = m.render_state(
-            DbStats { healthy: true, errors: 0, reopens: 0 },
-            KeeperStats { commits: 2, ..KeeperStats::default() },
-            Some(Totals { entries: 2, bytes: 900 }),
+            DbStats {
+                healthy: true,
+                errors: 0,
+                reopens: 0,
+            },
+            KeeperStats {
+                commits: 2,
+                ..KeeperStats::default()
+            },
+            Some(Totals {
+                entries: 2,
+                bytes: 900,
+            }),
         );
         for line in [
             "chaff_milter_quarantine_kept_total{told=\"discard\"} 2\n",

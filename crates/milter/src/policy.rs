@@ -916,18 +916,38 @@ mod tests {
         assert_eq!(r.keep_as(&s, true), Some(Told::Reject));
         s.quarantine.mode = QuarantineMode::Store;
         assert_eq!(q.keep_as(&s, false), Some(Told::Discard));
-        for o in [Outcome::Locked, Outcome::Oversize, Outcome::Busy, Outcome::Fallback, Outcome::Deliver] {
+        for o in [
+            Outcome::Locked,
+            Outcome::Oversize,
+            Outcome::Busy,
+            Outcome::Fallback,
+            Outcome::Deliver,
+        ] {
             assert_eq!(Decision::new(o).keep_as(&s, true), None, "{o}");
         }
         let id = EntryId::new(1, 1);
-        let kept = Decision { kept: Some((id, Told::Discard)), ..q.clone() };
+        let kept = Decision {
+            kept: Some((id, Told::Discard)),
+            ..q.clone()
+        };
         assert_eq!(responses(&kept, &s, all(), (0, 0)), vec![Response::Discard]);
-        let held = Decision { kept: Some((id, Told::Hold)), ..q.clone() };
-        assert!(matches!(responses(&held, &s, all(), (0, 0))[2], Response::Quarantine(_)));
-        let rejected = Decision { kept: Some((id, Told::Reject)), ..r.clone() };
+        let held = Decision {
+            kept: Some((id, Told::Hold)),
+            ..q.clone()
+        };
+        assert!(matches!(
+            responses(&held, &s, all(), (0, 0))[2],
+            Response::Quarantine(_)
+        ));
+        let rejected = Decision {
+            kept: Some((id, Told::Reject)),
+            ..r.clone()
+        };
         assert_eq!(
             responses(&rejected, &s, all(), (0, 0)),
-            vec![Response::ReplyCode("557 5.7.1 forbid to send spam mail".into())]
+            vec![Response::ReplyCode(
+                "557 5.7.1 forbid to send spam mail".into()
+            )]
         );
         let failed = q.keep_failed("disk full".into());
         assert_eq!(failed.outcome, Outcome::QuarantineTempfail);

@@ -365,13 +365,31 @@ impl Service {
     ) -> Result<(Decision, Option<NewEntry>), String> {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
             let now_ms = quarantine::now_ms();
-            let d = policy::decide(&g.engine, &g.settings, self.store.as_ref(), &job, now_ms / 1000);
+            let d = policy::decide(
+                &g.engine,
+                &g.settings,
+                self.store.as_ref(),
+                &job,
+                now_ms / 1000,
+            );
             let keep = d.keep_as(&g.settings, can_quarantine);
             let entry = match (keep, &d.verdict) {
                 (Some(told), Some(v)) => {
-                    match NewEntry::new(now_ms, &self.host, stored_envelope(&job, client), v, told, &job.raw) {
+                    match NewEntry::new(
+                        now_ms,
+                        &self.host,
+                        stored_envelope(&job, client),
+                        v,
+                        told,
+                        &job.raw,
+                    ) {
                         Ok(e) => Some(e),
-                        Err(e) => return (d.keep_failed(format!("cannot compress the message: {e}")), None),
+                        Err(e) => {
+                            return (
+                                d.keep_failed(format!("cannot compress the message: {e}")),
+                                None,
+                            );
+                        }
                     }
                 }
                 _ => None,
@@ -398,7 +416,12 @@ impl Service {
         // queue drops it.
         let started = Instant::now();
         let outcome = if Self::scans_inline(settings, &job) {
-            Ok(Ok(self.decide_here(&generation, job, client, can_quarantine)))
+            Ok(Ok(self.decide_here(
+                &generation,
+                job,
+                client,
+                can_quarantine,
+            )))
         } else {
             let (tx, rx) = oneshot::channel();
             let svc = Arc::clone(self);

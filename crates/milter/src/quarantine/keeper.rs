@@ -207,7 +207,9 @@ impl Keeper {
                 self.shared.counters.history_dropped.fetch_add(1, Relaxed);
             }
             q.history.push_back(rec);
-            q.history.len() >= HISTORY_BATCH
+            // The first record held wakes the writer to set its flush timer;
+            // a full batch, to write it.
+            q.history.len() == 1 || q.history.len() >= HISTORY_BATCH
         };
         if full {
             self.shared.wake.notify_one();
