@@ -54,7 +54,11 @@ impl Svc {
         *self.child.lock().unwrap() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "chaff did not start:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "chaff did not start:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -73,7 +77,12 @@ impl Svc {
 
 impl Drop for Svc {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(mut c) = self
+            .child
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -174,12 +183,17 @@ fn kill_9_while_keeping_mail_loses_nothing_and_leaves_nothing_half_written() {
             svc.start();
         }
     });
-    assert!(!stop.load(Ordering::SeqCst), "the load did not finish in time:\n{}", svc.log_text());
+    assert!(
+        !stop.load(Ordering::SeqCst),
+        "the load did not finish in time:\n{}",
+        svc.log_text()
+    );
     svc.kill();
 
     let answers = answers.into_inner().unwrap();
     assert_eq!(answers.len(), MESSAGES);
-    let store = StateStore::open_existing(&f.config.state.path).expect("the store opens after kill -9");
+    let store =
+        StateStore::open_existing(&f.config.state.path).expect("the store opens after kill -9");
     let problems = store.verify().unwrap();
     assert!(problems.is_empty(), "half-written entries: {problems:?}");
     let mut kept: BTreeMap<String, usize> = BTreeMap::new();
@@ -187,7 +201,9 @@ fn kill_9_while_keeping_mail_loses_nothing_and_leaves_nothing_half_written() {
     loop {
         let page = store.list(&Filter::default(), 1000, before, 0).unwrap();
         for s in &page.entries {
-            *kept.entry(s.queue_id.clone().unwrap_or_default()).or_insert(0) += 1;
+            *kept
+                .entry(s.queue_id.clone().unwrap_or_default())
+                .or_insert(0) += 1;
             // The message itself is whole and is the one sent.
             let m = store.message(s.id).unwrap().expect("message");
             let qid = s.queue_id.as_deref().unwrap_or_default();
@@ -210,10 +226,17 @@ fn kill_9_while_keeping_mail_loses_nothing_and_leaves_nothing_half_written() {
         }
     }
     for (qid, action) in &answers {
-        let want = if qid.starts_with("KS") { "discard" } else { "deliver" };
+        let want = if qid.starts_with("KS") {
+            "discard"
+        } else {
+            "deliver"
+        };
         assert_eq!(*action, want, "{qid}");
     }
-    assert!(kept.keys().all(|q| q.starts_with("KS")), "ham kept: {kept:?}");
+    assert!(
+        kept.keys().all(|q| q.starts_with("KS")),
+        "ham kept: {kept:?}"
+    );
     let twice = kept.values().filter(|&&n| n > 1).count();
     println!(
         "milter_quarantine_kill: {MESSAGES} messages, {KILLS} kills, {} discarded and kept, \
@@ -221,6 +244,13 @@ fn kill_9_while_keeping_mail_loses_nothing_and_leaves_nothing_half_written() {
         discarded.len(),
         retries.load(Ordering::SeqCst)
     );
-    assert!(lost.is_empty(), "answered DISCARD but not kept: {lost:?}\n{}", svc.log_text());
-    assert!(retries.load(Ordering::SeqCst) > 0, "the kills went unnoticed");
+    assert!(
+        lost.is_empty(),
+        "answered DISCARD but not kept: {lost:?}\n{}",
+        svc.log_text()
+    );
+    assert!(
+        retries.load(Ordering::SeqCst) > 0,
+        "the kills went unnoticed"
+    );
 }

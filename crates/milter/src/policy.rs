@@ -112,7 +112,8 @@ pub struct Decision {
     pub scan_cpu: Option<Duration>,
     /// The quarantine entry the message was kept as, and what the MTA is told.
     pub kept: Option<(EntryId, Told)>,
-    /// Time the quarantine store took to keep it (handed over to durable commit).
+    /// Time keeping it took: compressing it, then from handing it to the store to
+    /// its durable commit.
     pub keep_time: Option<Duration>,
 }
 
