@@ -61,7 +61,7 @@ fn words(seed: u64, len: usize) -> String {
         x ^= x >> 7;
         x ^= x << 17;
         s.push_str(W[(x % 16) as usize]);
-        s.push(if x % 11 == 0 { '\n' } else { ' ' });
+        s.push(if x.is_multiple_of(11) { '\n' } else { ' ' });
     }
     s
 }

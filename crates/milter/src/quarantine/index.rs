@@ -17,7 +17,7 @@ pub const NULL_SENDER: &str = "<>";
 const MAX_KEY: usize = 320;
 
 /// The keys an address is indexed under: itself and `@domain`, lowercased. An
-/// empty sender is [`NULL_SENDER`].
+/// empty sender is `<>`.
 pub fn address_keys(addr: &str) -> Vec<String> {
     let a = addr.trim().trim_matches(['<', '>']).to_lowercase();
     if a.is_empty() {
