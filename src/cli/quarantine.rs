@@ -529,7 +529,8 @@ mod tests {
         assert_eq!(mark("买免 费的东西", vec![(3, 7)]), "买[[免 费]]的东西");
         assert_eq!(mark("free free", vec![(5, 4), (0, 4)]), "[[free]] [[free]]");
         // Overlapping, out of range or off a boundary: left unmarked, no panic.
-        assert_eq!(mark("免费", vec![(1, 2), (0, 100), (0, 3)]), "[[免费]]");
+        assert_eq!(mark("免费", vec![(1, 2), (0, 100), (0, 3)]), "[[免]]费");
+        assert_eq!(mark("免费", vec![(1, 3)]), "免费");
         assert_eq!(mark("abc", vec![(10, 1)]), "abc");
     }
 

@@ -73,22 +73,23 @@ pub fn write_toml(path: &Path, config: &ServiceConfig, extra_milter: &str) {
     let t = &config.engine.thresholds;
     let a = &config.accounts;
     let q = &config.quarantine;
+    // `[accounts]` stays the file's last table: tests append to it.
     let text = format!(
         "[thresholds]\nquarantine = {:?}\nreject = {:?}\n\n[milter]\n{extra_milter}\n\n\
-         [accounts]\nlock_after = {}\nwindow_secs = {}\ndb = {:?}\n\n\
          [state]\npath = {:?}\nhistory = {}\n\n\
-         [quarantine]\nmode = {:?}\nkeep_rejected = {}\nmax_age = \"{}\"\nmax_bytes = {}\n",
+         [quarantine]\nmode = {:?}\nkeep_rejected = {}\nmax_age = \"{}\"\nmax_bytes = {}\n\n\
+         [accounts]\nlock_after = {}\nwindow_secs = {}\ndb = {:?}\n",
         t.quarantine,
         t.reject,
-        a.lock_after,
-        a.window_secs,
-        a.db.display().to_string(),
         config.state.path.display().to_string(),
         config.state.history,
         q.mode.as_str(),
         q.keep_rejected,
         q.max_age.as_secs(),
         q.max_bytes,
+        a.lock_after,
+        a.window_secs,
+        a.db.display().to_string(),
     );
     std::fs::write(path, text).expect("write config");
 }
