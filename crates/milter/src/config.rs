@@ -50,6 +50,7 @@ impl ServiceConfig {
             accounts: t.accounts,
         };
         config.accounts.db = file.resolve(config.accounts.db);
+        config.milter.release_key = config.milter.release_key.take().map(|p| file.resolve(p));
         if let Err((field, message)) = config.check() {
             let mut e = file.error(field, message);
             if field == "milter.max_buffered_bytes" && !file.has(field) {
@@ -194,6 +195,12 @@ pub struct MilterConfig {
     /// the limit is buffered; off, a message costs one round trip instead of one per
     /// 64 KB chunk.
     pub refuse_oversize_early: bool,
+    /// The release key file (32 secret bytes, mode 0600): a message released from
+    /// quarantine carries a token made with it and is delivered unscanned
+    /// ([`crate::release`]). The service creates the file at start when it is
+    /// missing. Unset (the default): release tokens are ignored. A relative path
+    /// is taken from the configuration file's directory. Takes effect at start.
+    pub release_key: Option<PathBuf>,
 }
 
 impl Default for MilterConfig {
@@ -222,6 +229,7 @@ impl Default for MilterConfig {
             scan_threads: 0,
             socket_mode: 0o660,
             refuse_oversize_early: false,
+            release_key: None,
         }
     }
 }
@@ -296,6 +304,13 @@ impl MilterConfig {
         }
         if self.socket_mode > 0o777 {
             return Err(("milter.socket_mode", "must be at most 0o777".into()));
+        }
+        if self
+            .release_key
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.file_name().is_none())
+        {
+            return Err(("milter.release_key", "must name a file".into()));
         }
         Ok(())
     }

@@ -25,6 +25,9 @@
 //! - [`budget`]: the cap on bytes buffered across all connections
 //!   (`max_buffered_bytes`; a message over it gets `451 4.3.2`, TEMPFAIL);
 //! - [`policy`]: the decision at end of message and the responses it becomes;
+//! - [`release`]: releasing quarantined mail: the release token and key, the
+//!   milter's check of it ([`release::gate`]), delivery by SMTP to the relay and
+//!   from Postfix's hold queue;
 //! - [`accounts`]: the lock store (redb), shared with the `chaff accounts` command;
 //! - [`service`]: what every connection shares: engine and settings (swapped whole
 //!   on reload), lock store, counters, buffer budget, and the scan threads
@@ -61,6 +64,7 @@ pub mod metrics;
 mod metrics_http;
 pub mod policy;
 pub mod protocol;
+pub mod release;
 mod scan_pool;
 pub mod server;
 pub mod service;

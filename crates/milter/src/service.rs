@@ -15,9 +15,11 @@ use super::config::ServiceConfig;
 use super::connection::ConnLogs;
 use super::metrics::{ErrorKind, Metrics};
 use super::policy::{self, Decision, Outcome};
+use super::release::{KeyError, ReleaseGate, ReleaseKey};
 use super::scan_pool::ScanPool;
 use super::session::ScanJob;
 use super::settings::Settings;
+use super::throttle::Shared;
 use arc_swap::ArcSwap;
 use chaff::{ConfigError, Engine, Envelope};
 use std::panic::AssertUnwindSafe;
@@ -25,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,9 @@ pub enum ServeError {
     /// The lock store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The release key (`milter.release_key`) could not be read or made.
+    #[error(transparent)]
+    ReleaseKey(#[from] KeyError),
     /// A listen address is unusable.
     #[error("bad listen address {0}")]
     Address(String),
@@ -103,6 +108,11 @@ pub struct Service {
     config_path: Option<PathBuf>,
     /// Rate-limited warnings of connections that end badly.
     conn_logs: ConnLogs,
+    /// The release key and the tokens used, when `milter.release_key` is set
+    /// (read at start).
+    release: Option<ReleaseGate>,
+    /// Rate-limited warnings of release tokens that did not verify.
+    release_logs: Shared,
 }
 
 impl std::fmt::Debug for Service {
@@ -140,7 +150,19 @@ impl Service {
             source: e,
         })?;
         let budget = Budget::new(generation.settings.milter.max_buffered_bytes);
+        // Made here when missing, by the user the service runs as, so the file is
+        // the service's; the release command only reads it.
+        let release = match &generation.settings.milter.release_key {
+            Some(path) => {
+                let gate = ReleaseGate::new(ReleaseKey::load_or_create(path)?);
+                info!(key = %path.display(), "release tokens accepted");
+                Some(gate)
+            }
+            None => None,
+        };
         Ok(Service {
+            release,
+            release_logs: Shared::default(),
             budget,
             current: ArcSwap::from_pointee(generation),
             store: Some(store),
@@ -200,6 +222,13 @@ impl Service {
                 "accounts.realm changed: it takes effect after a restart"
             );
         }
+        if generation.settings.milter.release_key != old.settings.milter.release_key {
+            warn!(
+                old = ?old.settings.milter.release_key,
+                new = ?generation.settings.milter.release_key,
+                "milter.release_key changed: it takes effect after a restart"
+            );
+        }
         if generation.settings.accounts.db != old.settings.accounts.db {
             warn!(
                 old = %old.settings.accounts.db.display(),
@@ -240,6 +269,11 @@ impl Service {
         }
     }
 
+    /// The release key and the tokens it accepted, when `milter.release_key` is set.
+    pub fn release_gate(&self) -> Option<&ReleaseGate> {
+        self.release.as_ref()
+    }
+
     /// True when `job` is scanned on the network thread that received it: small,
     /// and from a sender who did not authenticate (so the lock store, which may
     /// write to disk, is not involved). See `[milter] inline_scan_max_bytes`.
@@ -255,7 +289,14 @@ impl Service {
     /// this returns.
     fn decide_here(&self, g: &Generation, job: Box<ScanJob>, now: u64) -> Result<Decision, String> {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
-            policy::decide(&g.engine, &g.settings, self.store.as_ref(), &job, now)
+            policy::decide(
+                &g.engine,
+                &g.settings,
+                self.store.as_ref(),
+                self.release.as_ref(),
+                &job,
+                now,
+            )
         }))
         .map_err(|p| panic_text(p.as_ref()))
     }
@@ -327,6 +368,38 @@ impl Service {
         let (queue_id, score, hits) = policy::log_fields(d, env);
         let auth = env.auth_user.as_deref().unwrap_or("-");
         let from = env.sender.as_deref().unwrap_or("<>");
+        if let Some(why) = &d.release_refused {
+            self.metrics.release_refused(why.kind());
+            // Anyone can put a token header on a message: warnings are
+            // rate-limited, the rest goes to debug.
+            match self.release_logs.tick() {
+                Some(n) => warn!(
+                    queue_id = %queue_id,
+                    reason = why.kind(),
+                    since_last = n,
+                    from,
+                    "release token ignored, message scanned: {why}"
+                ),
+                None => debug!(
+                    queue_id = %queue_id,
+                    reason = why.kind(),
+                    from,
+                    "release token ignored, message scanned: {why}"
+                ),
+            }
+        }
+        if let Some(mark) = &d.released {
+            self.metrics.released();
+            info!(
+                queue_id = %queue_id,
+                action = "deliver",
+                reason = "released",
+                entry = %mark.id,
+                from, size,
+                "released {}", mark.id
+            );
+            return;
+        }
         match d.outcome {
             Outcome::Busy => warn!(
                 queue_id = %queue_id,
@@ -395,6 +468,7 @@ mod tests {
                 ..Envelope::default()
             },
             reservation: Reservation::none(),
+            release_tokens: Vec::new(),
         };
         assert!(Service::scans_inline(&settings, &job(1000, None)));
         assert!(Service::scans_inline(&settings, &job(10, Some(""))));
