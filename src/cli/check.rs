@@ -20,10 +20,22 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     // Every table: the engine's and the service's (header names, timeouts, account
     // store), and no table that nothing reads.
-    let config = chaff_milter::ServiceConfig::load(&args.file)?.engine;
+    let service = chaff_milter::ServiceConfig::load(&args.file)?;
+    let config = service.engine;
     let engine = Engine::new(&config)?;
     for warning in warnings(&args.file, &config)? {
         eprintln!("warning: {warning}");
+    }
+    if let Some(key) = &service.milter.release_key {
+        // A warning, not an error: this may run as another user than the service.
+        match chaff_milter::release::ReleaseKey::load(key) {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => eprintln!(
+                "note: release key {} does not exist yet: the service creates it at start",
+                key.display()
+            ),
+            Err(e) => eprintln!("warning: {e}"),
+        }
     }
     let kw = engine.keywords();
     let sources = KnowledgeSources::from_file(&ConfigFile::load(&args.file)?)?;

@@ -457,6 +457,37 @@ mod tests {
     use crate::budget::Reservation;
 
     #[test]
+    fn the_release_key_is_made_at_start_and_an_unsafe_one_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServiceConfig::default();
+        config.accounts.db = dir.path().join("a.redb");
+        config.milter.scan_threads = 1;
+        let key = dir.path().join("release.key");
+        config.milter.release_key = Some(key.clone());
+        let svc = Service::new(&config, None).unwrap();
+        assert!(svc.release_gate().is_some());
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        drop(svc);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Service::new(&config, None).unwrap_err();
+        assert!(
+            matches!(e, ServeError::ReleaseKey(KeyError::Permissions { .. })),
+            "{e}"
+        );
+        config.milter.release_key = None;
+        assert!(
+            Service::new(&config, None)
+                .unwrap()
+                .release_gate()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn small_mail_from_unauthenticated_senders_is_scanned_inline() {
         let mut config = ServiceConfig::default();
         config.milter.inline_scan_max_bytes = 1000;

@@ -185,10 +185,10 @@ mod tests {
         let gate = ReleaseGate::new(key());
         let body = b"the released body\r\n";
         let t = issue(&key(), "E1", body, NOW, DEFAULT_TTL).unwrap();
-        let mark = gate.check(&[t.clone()], body, NOW).unwrap();
+        let mark = gate.check(std::slice::from_ref(&t), body, NOW).unwrap();
         assert_eq!(mark.id, "E1");
         assert_eq!(
-            gate.check(&[t.clone()], body, NOW + 1),
+            gate.check(std::slice::from_ref(&t), body, NOW + 1),
             Err(Refusal::Replayed { id: "E1".into() })
         );
         // A new token for the same entry (a retry after a temporary failure) works.

@@ -29,6 +29,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Shortest queue id accepted: Postfix's short ids are 5 hex digits of
+/// microseconds and then the queue file's inode number in hex; its long ids are
+/// 12 characters or more. Shorter words (`ALL`) mean more to `postsuper`.
+pub const MIN_QUEUE_ID_LEN: usize = 6;
+
 /// Longest queue id accepted (Postfix's long ids are 12–17 characters).
 pub const MAX_QUEUE_ID_LEN: usize = 32;
 
@@ -109,8 +114,8 @@ pub enum HoldOutcome {
 /// Why a message could not be released from the hold queue.
 #[derive(Debug, thiserror::Error)]
 pub enum HoldError {
-    /// Not a Postfix queue id (and never `ALL` or `-`, which mean more to
-    /// `postsuper`).
+    /// Not a Postfix queue id ([`valid_queue_id`]; never `ALL` or `-`, which
+    /// mean more to `postsuper`).
     #[error("{0:?} is not a Postfix queue id")]
     BadQueueId(String),
     /// Not root and not allowed to use sudo.
@@ -161,12 +166,11 @@ pub enum HoldError {
 }
 
 /// True for a Postfix queue id: short (hex) or long (base-52 letters and
-/// digits) form.
+/// digits) form, [`MIN_QUEUE_ID_LEN`] to [`MAX_QUEUE_ID_LEN`] characters (as
+/// the rule in `contrib/sudoers.chaff` allows).
 pub fn valid_queue_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_QUEUE_ID_LEN
+    (MIN_QUEUE_ID_LEN..=MAX_QUEUE_ID_LEN).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_alphanumeric())
-        && id != "ALL"
 }
 
 /// The effective user id.
@@ -407,7 +411,15 @@ mod tests {
 
     #[test]
     fn queue_ids_are_checked_before_anything_runs() {
-        for bad in ["", "ALL", "-", "4Q2x 7B", "../x", &"A".repeat(33)] {
+        for bad in [
+            "",
+            "ALL",
+            "-",
+            "ABCDE",
+            "4Q2x 7B",
+            "../x/../y",
+            &"A".repeat(33),
+        ] {
             assert!(!valid_queue_id(bad), "{bad:?}");
             let p = Postfix::default();
             assert!(matches!(p.release(bad), Err(HoldError::BadQueueId(_))));
