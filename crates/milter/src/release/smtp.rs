@@ -37,16 +37,19 @@ pub const MAX_RECIPIENTS: usize = 1000;
 /// accept longer ones, so a little room).
 pub const MAX_ADDRESS_LEN: usize = 512;
 
-/// Time limits of a delivery.
+/// Time limits of a delivery, each on one wait of the socket (a connect, a
+/// write, a read), as RFC 5321 sets its client timeouts: a relay that keeps
+/// answering is not cut off, one that goes quiet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayTimeouts {
     /// To connect, and for the greeting and the EHLO answer (default 10 s).
     pub connect: Duration,
-    /// For the answer to each command: MAIL, RCPT, DATA (default 60 s).
+    /// For sending each command and reading its answer: MAIL, RCPT, DATA
+    /// (default 60 s).
     pub command: Duration,
-    /// From the start of the message content to the relay's answer to its end,
-    /// which waits for its milters and its queue write (default 10 min, RFC 5321's
-    /// "DATA termination" time).
+    /// For each write of the message content and for the answer to its end,
+    /// which waits for the relay's milters and its queue write (default 10 min,
+    /// RFC 5321's "DATA termination" time).
     pub data: Duration,
 }
 
@@ -379,8 +382,8 @@ fn failed(stage: Stage, e: &SmtpError, recipients: Vec<RecipientResult>) -> Rela
     }
 }
 
-/// The outcome when every recipient was refused: rejected if each refusal that
-/// is not temporary is permanent and none is temporary, else temporary.
+/// The outcome when every recipient was refused: rejected when no refusal is
+/// temporary (4xx), else a temporary failure.
 fn all_refused(recipients: Vec<RecipientResult>) -> RelayOutcome {
     let temporary = recipients.iter().find(|r| !r.reply.is_permanent());
     match temporary {
