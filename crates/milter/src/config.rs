@@ -270,6 +270,15 @@ impl MilterConfig {
                 "must differ from milter.score_header".into(),
             ));
         }
+        let release = crate::release::token::HEADER;
+        for (field, name) in [
+            ("milter.score_header", &self.score_header),
+            ("milter.status_header", &self.status_header),
+        ] {
+            if name.eq_ignore_ascii_case(release) {
+                return Err((field, format!("`{release}` is the release token's header")));
+            }
+        }
         let positive = [
             ("milter.scan_timeout_ms", self.scan_timeout_ms),
             ("milter.read_timeout_secs", self.read_timeout_secs),
@@ -305,11 +314,9 @@ impl MilterConfig {
         if self.socket_mode > 0o777 {
             return Err(("milter.socket_mode", "must be at most 0o777".into()));
         }
-        if self
-            .release_key
-            .as_ref()
-            .is_some_and(|p| p.as_os_str().is_empty() || p.file_name().is_none())
-        {
+        if self.release_key.as_ref().is_some_and(|p| {
+            p.file_name().is_none() || p.as_os_str().to_string_lossy().ends_with('/')
+        }) {
             return Err(("milter.release_key", "must name a file".into()));
         }
         Ok(())
@@ -406,6 +413,16 @@ mod tests {
             ..MilterConfig::default()
         };
         assert_eq!(c.check().unwrap_err().0, "milter.score_header");
+        let c = MilterConfig {
+            status_header: "x-chaff-release".into(),
+            ..MilterConfig::default()
+        };
+        assert_eq!(c.check().unwrap_err().0, "milter.status_header");
+        let c = MilterConfig {
+            release_key: Some(PathBuf::from("/var/lib/chaff/")),
+            ..MilterConfig::default()
+        };
+        assert_eq!(c.check().unwrap_err().0, "milter.release_key");
         let c = MilterConfig {
             max_packet_size: 100,
             ..MilterConfig::default()

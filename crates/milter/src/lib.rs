@@ -12,6 +12,7 @@
 //! | too much mail in flight | REPLYCODE, TEMPFAIL | `451 4.3.2 chaff: too much mail in flight, try again later` |
 //! | locked account | REPLYCODE with the reject reply | `557 5.7.1 forbid to send spam mail` |
 //! | chaff cannot decide | the `fallback` in `[milter]`: continue (default), tempfail or reject | |
+//! | released (a valid [release token](release::token)) | not scanned: the token header removed, continue | `250 … queued` |
 //!
 //! Mail from an SMTP-authenticated sender (`{auth_authen}`) is outbound: the engine
 //! applies the `[outbound]` thresholds, and an account whose mail is rejected

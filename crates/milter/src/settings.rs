@@ -156,5 +156,11 @@ mod tests {
     fn relative_db_follows_the_config_file() {
         let c = load("[accounts]\ndb = \"locks.redb\"\n").unwrap();
         assert_eq!(c.accounts.db, Path::new("/etc/chaff/locks.redb"));
+        let c = load("[milter]\nrelease_key = \"keys/release.key\"\n").unwrap();
+        assert_eq!(
+            c.milter.release_key.as_deref(),
+            Some(Path::new("/etc/chaff/keys/release.key"))
+        );
+        assert_eq!(load("").unwrap().milter.release_key, None);
     }
 }
