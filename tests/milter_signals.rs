@@ -205,11 +205,17 @@ fn the_contrib_example_configuration_is_valid_and_documents_the_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/chaff-milter.toml");
     let config =
         ServiceConfig::load(&path).expect("contrib/chaff-milter.toml loads and checks out");
+    // Examples without a default: the listen addresses and the release key.
     let defaults = MilterConfig {
         listen: config.milter.listen.clone(),
         metrics: config.milter.metrics.clone(),
+        release_key: config.milter.release_key.clone(),
         ..MilterConfig::default()
     };
+    assert_eq!(
+        config.milter.release_key.as_deref(),
+        Some(Path::new("/var/lib/chaff/release.key"))
+    );
     assert_eq!(
         config.milter, defaults,
         "the example's values are the defaults"
