@@ -205,6 +205,7 @@ fn the_contrib_example_configuration_is_valid_and_documents_the_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/chaff-milter.toml");
     let config =
         ServiceConfig::load(&path).expect("contrib/chaff-milter.toml loads and checks out");
+    // Examples without a default: the listen addresses.
     let defaults = MilterConfig {
         listen: config.milter.listen.clone(),
         metrics: config.milter.metrics.clone(),

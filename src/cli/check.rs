@@ -26,6 +26,20 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     for warning in warnings(&args.file, &service)? {
         eprintln!("warning: {warning}");
     }
+    {
+        // A warning, not an error: this may run as another user than the service.
+        let settings = chaff_milter::settings::Settings::from_config(&service)
+            .map_err(|(field, message)| format!("{field}: {message}"))?;
+        let key = settings.release_key();
+        match chaff_milter::release::ReleaseKey::load(&key) {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => eprintln!(
+                "note: release key {} does not exist yet: the service creates it at start",
+                key.display()
+            ),
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
     let kw = engine.keywords();
     let sources = KnowledgeSources::from_file(&ConfigFile::load(&args.file)?)?;
     let kb = KnowledgeBase::load(&sources)?;

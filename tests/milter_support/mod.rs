@@ -77,7 +77,7 @@ pub fn write_toml(path: &Path, config: &ServiceConfig, extra_milter: &str) {
     let text = format!(
         "[thresholds]\nquarantine = {:?}\nreject = {:?}\n\n[milter]\n{extra_milter}\n\n\
          [state]\npath = {:?}\nhistory = {}\n\n\
-         [quarantine]\nmode = {:?}\nkeep_rejected = {}\nmax_age = \"{}\"\nmax_bytes = {}\n\n\
+         [quarantine]\nmode = {:?}\nkeep_rejected = {}\nmax_age = \"{}\"\nmax_bytes = {}\n{}{}\n\
          [accounts]\nlock_after = {}\nwindow_secs = {}\ndb = {:?}\n",
         t.quarantine,
         t.reject,
@@ -87,6 +87,14 @@ pub fn write_toml(path: &Path, config: &ServiceConfig, extra_milter: &str) {
         q.keep_rejected,
         q.max_age.as_secs(),
         q.max_bytes,
+        q.release_key
+            .as_ref()
+            .map(|k| format!("release_key = {:?}\n", k.display().to_string()))
+            .unwrap_or_default(),
+        q.release_relay
+            .as_ref()
+            .map(|r| format!("release_relay = {r:?}\n"))
+            .unwrap_or_default(),
         a.lock_after,
         a.window_secs,
         a.db.display().to_string(),

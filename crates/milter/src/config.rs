@@ -62,7 +62,11 @@ impl ServiceConfig {
         };
         config.accounts.db = file.resolve(config.accounts.db);
         config.state.path = file.resolve(config.state.path);
-        config.quarantine.release_key = file.resolve(config.quarantine.release_key);
+        config.quarantine.release_key = config
+            .quarantine
+            .release_key
+            .take()
+            .map(|p| file.resolve(p));
         if let Err((field, message)) = config.check() {
             let mut e = file.error(field, message);
             if field == "milter.max_buffered_bytes" && !file.has(field) {
@@ -277,6 +281,15 @@ impl MilterConfig {
                 "must differ from milter.score_header".into(),
             ));
         }
+        let release = crate::release::token::HEADER;
+        for (field, name) in [
+            ("milter.score_header", &self.score_header),
+            ("milter.status_header", &self.status_header),
+        ] {
+            if name.eq_ignore_ascii_case(release) {
+                return Err((field, format!("`{release}` is the release token's header")));
+            }
+        }
         let positive = [
             ("milter.scan_timeout_ms", self.scan_timeout_ms),
             ("milter.read_timeout_secs", self.read_timeout_secs),
@@ -474,10 +487,13 @@ pub struct QuarantineConfig {
     /// The MTA's SMTP address (`HOST:PORT`) a released message is sent to in
     /// `store` mode.
     pub release_relay: Option<String>,
-    /// The file holding the key that signs released messages, so chaff does not
-    /// filter them again. A relative path is taken from the configuration file's
-    /// directory.
-    pub release_key: PathBuf,
+    /// The release key file (32 secret bytes, mode 0600): a message released from
+    /// quarantine carries a token made with it and is delivered unscanned
+    /// ([`crate::release`]). The service creates the file at start when it is
+    /// missing. Unset: `release.key` beside the state store
+    /// ([`ServiceConfig::release_key`]). A relative path is taken from the
+    /// configuration file's directory. Takes effect at start.
+    pub release_key: Option<PathBuf>,
 }
 
 /// Default `[quarantine] max_bytes`: 10 GiB.
@@ -491,7 +507,7 @@ impl Default for QuarantineConfig {
             max_age: Duration::from_secs(30 * 86_400),
             max_bytes: DEFAULT_QUARANTINE_MAX_BYTES,
             release_relay: None,
-            release_key: PathBuf::from("/var/lib/chaff/release.key"),
+            release_key: None,
         }
     }
 }
@@ -526,7 +542,9 @@ impl QuarantineConfig {
                 format!("`{relay}` is not HOST:PORT (such as `127.0.0.1:25`)"),
             ));
         }
-        if self.release_key.as_os_str().is_empty() {
+        if self.release_key.as_ref().is_some_and(|p| {
+            p.file_name().is_none() || p.as_os_str().to_string_lossy().ends_with('/')
+        }) {
             return Err(("quarantine.release_key", "must name a file".into()));
         }
         Ok(())
@@ -550,6 +568,11 @@ mod tests {
             ..MilterConfig::default()
         };
         assert_eq!(c.check().unwrap_err().0, "milter.score_header");
+        let c = MilterConfig {
+            status_header: "x-chaff-release".into(),
+            ..MilterConfig::default()
+        };
+        assert_eq!(c.check().unwrap_err().0, "milter.status_header");
         let c = MilterConfig {
             max_packet_size: 100,
             ..MilterConfig::default()

@@ -12,6 +12,7 @@
 //! | too much mail in flight | REPLYCODE, TEMPFAIL | `451 4.3.2 chaff: too much mail in flight, try again later` |
 //! | locked account | REPLYCODE with the reject reply | `557 5.7.1 forbid to send spam mail` |
 //! | chaff cannot decide | the `fallback` in `[milter]`: continue (default), tempfail or reject | |
+//! | released (a valid [release token](release::token)) | not scanned: the token header removed, continue | `250 … queued` |
 //!
 //! Mail from an SMTP-authenticated sender (`{auth_authen}`) is outbound: the engine
 //! applies the `[outbound]` thresholds, and an account whose mail is rejected
@@ -25,6 +26,9 @@
 //! - [`budget`]: the cap on bytes buffered across all connections
 //!   (`max_buffered_bytes`; a message over it gets `451 4.3.2`, TEMPFAIL);
 //! - [`policy`]: the decision at end of message and the responses it becomes;
+//! - [`release`]: releasing quarantined mail: the release token and key, the
+//!   milter's check of it ([`release::gate`]), delivery by SMTP to the relay and
+//!   from Postfix's hold queue;
 //! - [`accounts`]: the lock store (redb), shared with the `chaff accounts` command;
 //! - [`service`]: what every connection shares: engine and settings (swapped whole
 //!   on reload), lock store, counters, buffer budget, and the scan threads
@@ -62,6 +66,7 @@ mod metrics_http;
 pub mod policy;
 pub mod protocol;
 pub mod quarantine;
+pub mod release;
 mod scan_pool;
 pub mod server;
 pub mod service;

@@ -8,6 +8,7 @@ use super::accounts::StoreStats;
 use super::budget::Budget;
 use super::policy::Outcome;
 use super::quarantine::{DbStats, KeeperStats, Told, Totals};
+use super::release::Refusal;
 use super::slots::EvictReason;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -82,6 +83,8 @@ pub struct Metrics {
     keep_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     keep_count: AtomicU64,
     keep_sum_ns: AtomicU64,
+    released: AtomicU64,
+    release_refused: [AtomicU64; Refusal::KINDS.len()],
 }
 
 fn told_index(t: Told) -> usize {
@@ -93,6 +96,34 @@ fn told_index(t: Told) -> usize {
 }
 
 impl Metrics {
+    /// Counts a message let through by its release token.
+    pub fn released(&self) {
+        self.released.fetch_add(1, Relaxed);
+    }
+
+    /// Messages let through by their release token so far.
+    pub fn released_count(&self) -> u64 {
+        self.released.load(Relaxed)
+    }
+
+    /// Counts a release token that did not let its message through, by
+    /// [`Refusal::kind`].
+    pub fn release_refused(&self, kind: &str) {
+        let i = Refusal::KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(Refusal::KINDS.len() - 1);
+        self.release_refused[i].fetch_add(1, Relaxed);
+    }
+
+    /// Release tokens refused so far for `kind`.
+    pub fn release_refusals(&self, kind: &str) -> u64 {
+        Refusal::KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(0, |i| self.release_refused[i].load(Relaxed))
+    }
+
     /// Counts replacement model files the engine refused.
     pub fn model_refused(&self, n: u64) {
         self.model_refused.fetch_add(n, Relaxed);
@@ -352,7 +383,7 @@ impl Metrics {
             self.latency_sum_ns.load(Relaxed) as f64 / 1e9
         );
         let _ = writeln!(s, "chaff_milter_scan_seconds_count {count}");
-        let gauges: [(&str, &str, &str, String); 6] = [
+        let gauges: [(&str, &str, &str, String); 7] = [
             (
                 "chaff_milter_connections_total",
                 "counter",
@@ -389,6 +420,13 @@ impl Metrics {
                 "Accounts locked by this process.",
                 self.locks_made.load(Relaxed).to_string(),
             ),
+            (
+                "chaff_milter_released_total",
+                "counter",
+                "Messages delivered unscanned on a valid release token (counted in \
+                 chaff_milter_messages_total{action=\"deliver\"} too).",
+                self.released_count().to_string(),
+            ),
         ];
         for (name, kind, help, value) in gauges {
             let _ = writeln!(
@@ -408,6 +446,19 @@ impl Metrics {
                 "chaff_milter_connections_evicted_total{{reason=\"{}\"}} {}",
                 r.as_str(),
                 self.connections_evicted(r)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP chaff_milter_release_tokens_refused_total Release tokens that did not \
+             let their message through (it was scanned), by reason.\n\
+             # TYPE chaff_milter_release_tokens_refused_total counter"
+        );
+        for k in Refusal::KINDS {
+            let _ = writeln!(
+                s,
+                "chaff_milter_release_tokens_refused_total{{reason=\"{k}\"}} {}",
+                self.release_refusals(k)
             );
         }
         let _ = writeln!(
@@ -479,6 +530,9 @@ mod tests {
         m.message(Outcome::Busy);
         m.connection_evicted(EvictReason::Trickle);
         m.connection_refused();
+        m.released();
+        m.release_refused("bad_mac");
+        m.release_refused("nonsense");
         let budget = Budget::new(1000);
         let mut r = budget.reservation();
         assert!(r.grow(300));
@@ -503,6 +557,10 @@ mod tests {
         assert!(text.contains("chaff_milter_connections_evicted_total{reason=\"trickle\"} 1\n"));
         assert!(text.contains("chaff_milter_connections_evicted_total{reason=\"idle\"} 0\n"));
         assert!(text.contains("chaff_milter_connections_refused_total{reason=\"full\"} 1\n"));
+        assert!(text.contains("chaff_milter_released_total 1\n"));
+        assert!(text.contains("chaff_milter_release_tokens_refused_total{reason=\"bad_mac\"} 1\n"));
+        assert!(text.contains("chaff_milter_release_tokens_refused_total{reason=\"other\"} 1\n"));
+        assert!(text.contains("chaff_milter_release_tokens_refused_total{reason=\"expired\"} 0\n"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The end-of-message decision and the answer it becomes.
 //!
-//! [`decide`] runs on a scan thread: it refuses locked accounts, scans, and counts
-//! rejects of authenticated senders toward a lock. [`responses`] turns the decision
+//! [`decide`] runs on a scan thread: it lets released mail through (a release
+//! token that verifies, see [`crate::release`]), refuses locked accounts, scans,
+//! and counts rejects of authenticated senders toward a lock. [`responses`] turns the decision
 //! into milter responses: headers and CONTINUE for delivered mail, headers,
 //! QUARANTINE and CONTINUE for held mail (or DISCARD when the quarantine store
 //! keeps it, `[quarantine] mode = "store"`), REPLYCODE for refused mail, a
@@ -14,7 +15,8 @@ use super::budget::busy_reply;
 use super::config::{Fallback, OnStoreError, QuarantineMode};
 use super::protocol::{Response, actions};
 use super::quarantine::{EntryId, Told};
-use super::session::{Decided, Negotiated, ScanJob};
+use super::release::{Refusal, ReleaseGate, ReleaseMark, token};
+use super::session::{Decided, Negotiated, OwnHeaders, ScanJob};
 use super::settings::Settings;
 use chaff::{Action, Engine, Envelope, Reason, Reply, Verdict};
 use std::fmt::Write as _;
@@ -115,6 +117,12 @@ pub struct Decision {
     /// Time keeping it took: compressing it, then from handing it to the store to
     /// its durable commit.
     pub keep_time: Option<Duration>,
+    /// The release token that let the message through unscanned (outcome
+    /// `Deliver`, no verdict; the history's reason "released").
+    pub released: Option<ReleaseMark>,
+    /// Why the message's release token did not let it through (it was scanned
+    /// as any other).
+    pub release_refused: Option<Refusal>,
 }
 
 impl Decision {
@@ -131,6 +139,17 @@ impl Decision {
             scan_cpu: None,
             kept: None,
             keep_time: None,
+            released: None,
+            release_refused: None,
+        }
+    }
+
+    /// The decision for a message whose release token verified: delivered
+    /// unscanned.
+    pub fn released(mark: ReleaseMark) -> Decision {
+        Decision {
+            released: Some(mark),
+            ..Decision::new(Outcome::Deliver)
         }
     }
 
@@ -229,7 +248,28 @@ pub fn top_hits(v: &Verdict, n: usize) -> String {
     s
 }
 
-/// Decides on a scanned message: locked-account check, scan, reject bookkeeping.
+/// Checks a message's release tokens, if it has any: `Ok` lets it through
+/// unscanned; `Err` says why not (and it is scanned); `None` when it has none.
+fn release_check(
+    release: Option<&ReleaseGate>,
+    job: &ScanJob,
+    now: u64,
+) -> Option<Result<ReleaseMark, Refusal>> {
+    if job.release_tokens.is_empty() {
+        return None;
+    }
+    Some(match release {
+        Some(gate) => gate.check(&job.release_tokens, token::body_of(&job.raw), now),
+        None => Err(Refusal::NoKey),
+    })
+}
+
+/// Decides on a scanned message: release token, locked-account check, scan,
+/// reject bookkeeping.
+///
+/// A message with a release token that verifies with `release`'s key, and was
+/// not used before, is delivered unscanned; any other token is ignored (the
+/// message is scanned) and the reason kept in `release_refused`.
 ///
 /// Blocking (scanning and the lock store): call it from a scan thread. Lock-store
 /// failures are logged in `error` and do not stop the scan. While the store is
@@ -237,6 +277,25 @@ pub fn top_hits(v: &Verdict, n: usize) -> String {
 /// `[accounts] on_store_error = "tempfail"` authenticated mail that is not locked
 /// is then deferred instead of scanned.
 pub fn decide(
+    engine: &Engine,
+    settings: &Settings,
+    store: Option<&AccountStore>,
+    release: Option<&ReleaseGate>,
+    job: &ScanJob,
+    now: u64,
+) -> Decision {
+    let release_refused = match release_check(release, job, now) {
+        Some(Ok(mark)) => return Decision::released(mark),
+        Some(Err(why)) => Some(why),
+        None => None,
+    };
+    let mut d = decide_scanned(engine, settings, store, job, now);
+    d.release_refused = release_refused;
+    d
+}
+
+/// [`decide`] past the release token.
+fn decide_scanned(
     engine: &Engine,
     settings: &Settings,
     store: Option<&AccountStore>,
@@ -506,13 +565,14 @@ pub fn quarantine_reason(v: &Verdict) -> String {
 
 /// The milter responses for a decision, within what the MTA granted.
 ///
-/// `own` counts headers already named like chaff's (score, status): they are
-/// removed first so a sender cannot forge them.
+/// `own` counts headers named like chaff's (score, status, release token): they
+/// are removed first, so a sender cannot forge chaff's headers and a release
+/// token is not delivered (when the MTA did not grant CHGHDRS they stay).
 pub fn responses(
     d: &Decision,
     settings: &Settings,
     neg: Negotiated,
-    own: (u32, u32),
+    own: OwnHeaders,
 ) -> Vec<Response> {
     let refuse = |reply: &Option<Reply>, default: Option<&Reply>| {
         reply
@@ -543,11 +603,15 @@ pub fn responses(
             let leadspc = neg.protocol & super::protocol::proto::HDR_LEADSPC != 0;
             let lead = if leadspc { " " } else { "" };
             if neg.can(actions::CHGHDRS) {
-                for (name, count) in [(&m.score_header, own.0), (&m.status_header, own.1)] {
+                for (name, count) in [
+                    (m.score_header.as_str(), own.score),
+                    (m.status_header.as_str(), own.status),
+                    (token::HEADER, own.release),
+                ] {
                     for index in (1..=count).rev() {
                         out.push(Response::ChangeHeader {
                             index,
-                            name: name.clone(),
+                            name: name.to_string(),
                             value: String::new(),
                         });
                     }
@@ -581,7 +645,7 @@ pub fn responses(
 }
 
 impl Decided for Decision {
-    fn responses(&self, settings: &Settings, neg: Negotiated, own: (u32, u32)) -> Vec<Response> {
+    fn responses(&self, settings: &Settings, neg: Negotiated, own: OwnHeaders) -> Vec<Response> {
         responses(self, settings, neg, own)
     }
 }
@@ -796,7 +860,10 @@ mod tests {
             &decided(Outcome::Deliver, verdict(Action::Deliver, 1.0)),
             &s,
             all(),
-            (2, 0),
+            OwnHeaders {
+                score: 2,
+                ..OwnHeaders::default()
+            },
         );
         assert_eq!(r.len(), 5);
         assert_eq!(
@@ -824,7 +891,7 @@ mod tests {
             &decided(Outcome::Quarantine, verdict(Action::Quarantine, 7.0)),
             &s,
             all(),
-            (0, 0),
+            OwnHeaders::default(),
         );
         assert!(
             matches!(&r[2], Response::Quarantine(reason) if reason.starts_with("chaff: score 7.00 >= 6.00; hits 代开*2"))
@@ -834,7 +901,7 @@ mod tests {
             &decided(Outcome::Reject, verdict(Action::Reject, 20.0)),
             &s,
             all(),
-            (0, 0),
+            OwnHeaders::default(),
         );
         assert_eq!(
             r,
@@ -849,7 +916,7 @@ mod tests {
             &decided(Outcome::Quarantine, verdict(Action::Quarantine, 7.0)),
             &s,
             neg,
-            (0, 0),
+            OwnHeaders::default(),
         );
         assert_eq!(r.len(), 3);
     }
@@ -857,7 +924,7 @@ mod tests {
     #[test]
     fn busy_is_a_451_replycode() {
         let s = Settings::default();
-        let r = responses(&Decision::busy(), &s, all(), (0, 0));
+        let r = responses(&Decision::busy(), &s, all(), OwnHeaders::default());
         assert_eq!(
             r,
             vec![Response::ReplyCode(
@@ -883,23 +950,24 @@ mod tests {
                 ..Envelope::default()
             },
             reservation: Reservation::none(),
+            release_tokens: Vec::new(),
         };
         let mut s = Settings::default();
         for policy in [OnStoreError::EnforceKnown, OnStoreError::Tempfail] {
             s.accounts.on_store_error = policy;
-            let d = decide(&engine, &s, Some(&store), &job(Some("mallory")), 2);
+            let d = decide(&engine, &s, Some(&store), None, &job(Some("mallory")), 2);
             assert_eq!(d.outcome, Outcome::Locked, "{policy:?}");
-            let d = decide(&engine, &s, Some(&store), &job(None), 2);
+            let d = decide(&engine, &s, Some(&store), None, &job(None), 2);
             assert_eq!(d.outcome, Outcome::Deliver, "{policy:?}");
         }
         s.accounts.on_store_error = OnStoreError::EnforceKnown;
-        let d = decide(&engine, &s, Some(&store), &job(Some("alice")), 2);
+        let d = decide(&engine, &s, Some(&store), None, &job(Some("alice")), 2);
         assert_eq!((d.outcome, d.error), (Outcome::Deliver, None));
         s.accounts.on_store_error = OnStoreError::Tempfail;
-        let d = decide(&engine, &s, Some(&store), &job(Some("alice")), 2);
+        let d = decide(&engine, &s, Some(&store), None, &job(Some("alice")), 2);
         assert_eq!(d.outcome, Outcome::StoreTempfail);
         assert_eq!(
-            responses(&d, &s, all(), (0, 0)),
+            responses(&d, &s, all(), OwnHeaders::default()),
             vec![Response::ReplyCode(STORE_TEMPFAIL_REPLY.into())]
         );
     }
@@ -959,12 +1027,101 @@ mod tests {
     }
 
     #[test]
+    fn a_valid_release_token_delivers_unscanned_once_and_is_removed() {
+        use crate::budget::Reservation;
+        use crate::release::{ReleaseKey, token};
+        let key = ReleaseKey::from_bytes([3; 32]);
+        let gate = ReleaseGate::new(key.clone());
+        let mut config = chaff::Config::default();
+        config.thresholds.quarantine = 0.5;
+        config.thresholds.reject = 1.0;
+        let engine = Engine::new(&config).unwrap();
+        let raw = "Subject: free\r\n\r\n免费 代开发票 free viagra\r\n";
+        let now = 1_700_000_000;
+        let value = token::issue(&key, "Q7", token::body_of(raw.as_bytes()), now, 60).unwrap();
+        let job = |tokens: Vec<String>| ScanJob {
+            raw: token::prefixed(raw.as_bytes(), &value),
+            envelope: Envelope::default(),
+            reservation: Reservation::none(),
+            release_tokens: tokens,
+        };
+        let s = Settings::default();
+        // Without the header the message is spam.
+        let d = decide(&engine, &s, None, Some(&gate), &job(vec![]), now);
+        assert_eq!((d.outcome, d.release_refused), (Outcome::Reject, None));
+        // With it: delivered, not scanned.
+        let d = decide(
+            &engine,
+            &s,
+            None,
+            Some(&gate),
+            &job(vec![value.clone()]),
+            now,
+        );
+        assert_eq!(d.outcome, Outcome::Deliver);
+        assert_eq!(d.released.as_ref().map(|m| m.id.as_str()), Some("Q7"));
+        assert!(d.verdict.is_none());
+        let own = OwnHeaders {
+            release: 1,
+            ..OwnHeaders::default()
+        };
+        assert_eq!(
+            responses(&d, &s, all(), own),
+            vec![
+                Response::ChangeHeader {
+                    index: 1,
+                    name: "X-Chaff-Release".into(),
+                    value: String::new()
+                },
+                Response::Continue
+            ]
+        );
+        // Without CHGHDRS granted the header stays; the message still goes.
+        let mut neg = all();
+        neg.actions = actions::ADDHDRS;
+        assert_eq!(responses(&d, &s, neg, own), vec![Response::Continue]);
+        // Used once: the same token again is scanned, and says why.
+        let d = decide(
+            &engine,
+            &s,
+            None,
+            Some(&gate),
+            &job(vec![value.clone()]),
+            now,
+        );
+        assert_eq!(d.outcome, Outcome::Reject);
+        assert_eq!(
+            d.release_refused,
+            Some(Refusal::Replayed { id: "Q7".into() })
+        );
+        // Forged (another key), or no key configured: scanned.
+        let forged = token::issue(&ReleaseKey::from_bytes([4; 32]), "Q8", b"x", now, 60).unwrap();
+        let d = decide(&engine, &s, None, Some(&gate), &job(vec![forged]), now);
+        assert_eq!(d.outcome, Outcome::Reject);
+        assert_eq!(
+            d.release_refused.as_ref().map(Refusal::kind),
+            Some("bad_mac")
+        );
+        let d = decide(&engine, &s, None, None, &job(vec![value.clone()]), now);
+        assert_eq!(
+            (d.outcome, d.release_refused),
+            (Outcome::Reject, Some(Refusal::NoKey))
+        );
+    }
+
+    #[test]
     fn fallback_follows_the_setting() {
         let mut s = Settings::default();
         let d = Decision::fallback(&s, "boom".into());
-        assert_eq!(responses(&d, &s, all(), (0, 0)), vec![Response::Continue]);
+        assert_eq!(
+            responses(&d, &s, all(), OwnHeaders::default()),
+            vec![Response::Continue]
+        );
         s.milter.fallback = Fallback::Tempfail;
         let d = Decision::fallback(&s, "boom".into());
-        assert_eq!(responses(&d, &s, all(), (0, 0)), vec![Response::Tempfail]);
+        assert_eq!(
+            responses(&d, &s, all(), OwnHeaders::default()),
+            vec![Response::Tempfail]
+        );
     }
 }

@@ -28,9 +28,11 @@ use super::policy::{self, Decision, Outcome};
 use super::quarantine::{
     self, Keeper, KeeperLimits, NewEntry, ScanRecord, SenderEntry, StateStore, StoredEnvelope,
 };
+use super::release::{KeyError, ReleaseGate, ReleaseKey};
 use super::scan_pool::ScanPool;
 use super::session::{ClientInfo, ScanJob};
 use super::settings::Settings;
+use super::throttle::Shared;
 use arc_swap::ArcSwap;
 use chaff::{ConfigError, Engine, Envelope};
 use std::panic::AssertUnwindSafe;
@@ -39,7 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,9 @@ pub enum ServeError {
     /// The state store could not be opened or read.
     #[error("{0} (the service needs its state store: check [state] path)")]
     State(#[from] quarantine::StoreError),
+    /// The release key (`[quarantine] release_key`) could not be read or made.
+    #[error(transparent)]
+    ReleaseKey(#[from] KeyError),
     /// A listen address is unusable.
     #[error("bad listen address {0}")]
     Address(String),
@@ -141,6 +146,11 @@ pub struct Service {
     config_path: Option<PathBuf>,
     /// Rate-limited warnings of connections that end badly.
     conn_logs: ConnLogs,
+    /// The release key and the tokens used (read at start; `None` only for
+    /// services built without a state store, in tests).
+    release: Option<ReleaseGate>,
+    /// Rate-limited warnings of release tokens that did not verify.
+    release_logs: Shared,
 }
 
 impl std::fmt::Debug for Service {
@@ -187,7 +197,17 @@ impl Service {
             source: e,
         })?;
         let budget = Budget::new(generation.settings.milter.max_buffered_bytes);
+        // Made here when missing, by the user the service runs as, so the file is
+        // the service's; the release command only reads it.
+        let release = {
+            let path = generation.settings.release_key();
+            let gate = ReleaseGate::new(ReleaseKey::load_or_create(&path)?);
+            info!(key = %path.display(), "release tokens accepted");
+            Some(gate)
+        };
         Ok(Service {
+            release,
+            release_logs: Shared::default(),
             budget,
             current: ArcSwap::from_pointee(generation),
             store: Some(store),
@@ -301,6 +321,13 @@ impl Service {
                 "accounts.realm changed: it takes effect after a restart"
             );
         }
+        if generation.settings.release_key() != old.settings.release_key() {
+            warn!(
+                old = %old.settings.release_key().display(),
+                new = %generation.settings.release_key().display(),
+                "quarantine.release_key changed: it takes effect after a restart"
+            );
+        }
         if generation.settings.accounts.db != old.settings.accounts.db {
             warn!(
                 old = %old.settings.accounts.db.display(),
@@ -342,6 +369,11 @@ impl Service {
         }
     }
 
+    /// The release key and the tokens it accepted.
+    pub fn release_gate(&self) -> Option<&ReleaseGate> {
+        self.release.as_ref()
+    }
+
     /// True when `job` is scanned on the network thread that received it: small,
     /// and from a sender who did not authenticate (so the lock store, which may
     /// write to disk, is not involved). See `[milter] inline_scan_max_bytes`.
@@ -369,6 +401,7 @@ impl Service {
                 &g.engine,
                 &g.settings,
                 self.store.as_ref(),
+                self.release.as_ref(),
                 &job,
                 now_ms / 1000,
             );
@@ -513,6 +546,38 @@ impl Service {
         let (queue_id, score, hits) = policy::log_fields(d, env);
         let auth = env.auth_user.as_deref().unwrap_or("-");
         let from = env.sender.as_deref().unwrap_or("<>");
+        if let Some(why) = &d.release_refused {
+            self.metrics.release_refused(why.kind());
+            // Anyone can put a token header on a message: warnings are
+            // rate-limited, the rest goes to debug.
+            match self.release_logs.tick() {
+                Some(n) => warn!(
+                    queue_id = %queue_id,
+                    reason = why.kind(),
+                    since_last = n,
+                    from,
+                    "release token ignored, message scanned: {why}"
+                ),
+                None => debug!(
+                    queue_id = %queue_id,
+                    reason = why.kind(),
+                    from,
+                    "release token ignored, message scanned: {why}"
+                ),
+            }
+        }
+        if let Some(mark) = &d.released {
+            self.metrics.released();
+            info!(
+                queue_id = %queue_id,
+                action = "deliver",
+                reason = "released",
+                entry = %mark.id,
+                from, size,
+                "released {}", mark.id
+            );
+            return;
+        }
         match d.outcome {
             Outcome::Busy => warn!(
                 queue_id = %queue_id,
@@ -637,6 +702,35 @@ mod tests {
     use crate::budget::Reservation;
 
     #[test]
+    fn the_release_key_is_made_at_start_and_an_unsafe_one_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServiceConfig::default();
+        config.accounts.db = dir.path().join("a.redb");
+        config.milter.scan_threads = 1;
+        let key = dir.path().join("release.key");
+        config.quarantine.release_key = Some(key.clone());
+        let svc = Service::new(&config, None).unwrap();
+        assert!(svc.release_gate().is_some());
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        drop(svc);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Service::new(&config, None).unwrap_err();
+        assert!(
+            matches!(e, ServeError::ReleaseKey(KeyError::Permissions { .. })),
+            "{e}"
+        );
+        // Unset: beside the state store.
+        config.quarantine.release_key = None;
+        config.state.path = dir.path().join("state").join("state.redb");
+        Service::new(&config, None).unwrap();
+        assert!(dir.path().join("state").join("release.key").exists());
+    }
+
+    #[test]
     fn small_mail_from_unauthenticated_senders_is_scanned_inline() {
         let mut config = ServiceConfig::default();
         config.milter.inline_scan_max_bytes = 1000;
@@ -648,6 +742,7 @@ mod tests {
                 ..Envelope::default()
             },
             reservation: Reservation::none(),
+            release_tokens: Vec::new(),
         };
         assert!(Service::scans_inline(&settings, &job(1000, None)));
         assert!(Service::scans_inline(&settings, &job(10, Some(""))));

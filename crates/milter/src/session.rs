@@ -9,6 +9,8 @@
 
 use super::budget::{self, Budget, Reservation};
 use super::protocol::{self, Command, ConnAddr, OptNeg, ProtocolError, Response, actions, proto};
+use super::release::gate::MAX_TOKENS_PER_MESSAGE;
+use super::release::token::{self, MAX_VALUE_LEN};
 use super::settings::Settings;
 use chaff::Envelope;
 use std::net::IpAddr;
@@ -99,6 +101,23 @@ pub struct ScanJob {
     /// The message's bytes in the buffer budget: returned when the job is dropped,
     /// once it is scanned.
     pub reservation: Reservation,
+    /// The values of its release token headers ([`token::HEADER`]), at most
+    /// [`MAX_TOKENS_PER_MESSAGE`]; almost always none.
+    pub release_tokens: Vec<String>,
+}
+
+/// Headers of a message named like those chaff writes or reads, counted so they
+/// can be removed (CHGHEADER with an empty value, by index, last first): a
+/// sender must not forge chaff's score or status, and a release token is not
+/// delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OwnHeaders {
+    /// Named like `milter.score_header`.
+    pub score: u32,
+    /// Named like `milter.status_header`.
+    pub status: u32,
+    /// Release tokens ([`token::HEADER`]).
+    pub release: u32,
 }
 
 /// The SMTP client as the MTA described it (for the quarantine's and the
@@ -143,8 +162,8 @@ impl Negotiated {
 /// for its `Decision`, so the dependency runs from policy to session only.
 pub trait Decided {
     /// The milter responses, within what the MTA granted (`neg`). `own` counts the
-    /// message's headers already named like chaff's (score, status), to be removed.
-    fn responses(&self, settings: &Settings, neg: Negotiated, own: (u32, u32)) -> Vec<Response>;
+    /// message's headers named like chaff's, to be removed.
+    fn responses(&self, settings: &Settings, neg: Negotiated, own: OwnHeaders) -> Vec<Response>;
 }
 
 /// The message being received.
@@ -164,8 +183,10 @@ struct Message {
     /// answered with the TEMPFAIL reply.
     busy: bool,
     refused: bool,
-    /// Headers already named like chaff's own, which it removes: (score, status).
-    own_headers: (u32, u32),
+    /// Headers named like chaff's own, which it removes.
+    own_headers: OwnHeaders,
+    /// Release token header values (at most `MAX_TOKENS_PER_MESSAGE`).
+    release_tokens: Vec<String>,
 }
 
 /// One MTA connection.
@@ -179,7 +200,7 @@ pub struct Session {
     client_addr: Option<IpAddr>,
     msg: Message,
     /// Headers to remove at the pending `finish`.
-    pending_own: (u32, u32),
+    pending_own: OwnHeaders,
 }
 
 fn text(b: &[u8]) -> String {
@@ -225,7 +246,7 @@ impl Session {
             helo: None,
             client_addr: None,
             msg,
-            pending_own: (0, 0),
+            pending_own: OwnHeaders::default(),
         }
     }
 
@@ -474,6 +495,7 @@ impl Session {
                         raw: std::mem::replace(&mut self.msg.raw, Vec::with_capacity(room)),
                         envelope: self.envelope(),
                         reservation: std::mem::take(&mut self.msg.reservation),
+                        release_tokens: std::mem::take(&mut self.msg.release_tokens),
                     };
                     self.pending_own = self.msg.own_headers;
                     self.reset_message();
@@ -500,9 +522,16 @@ impl Session {
         self.msg.active = true;
         let s = &self.settings.milter;
         if name.eq_ignore_ascii_case(s.score_header.as_bytes()) {
-            self.msg.own_headers.0 += 1;
+            self.msg.own_headers.score += 1;
         } else if name.eq_ignore_ascii_case(s.status_header.as_bytes()) {
-            self.msg.own_headers.1 += 1;
+            self.msg.own_headers.status += 1;
+        } else if name.eq_ignore_ascii_case(token::HEADER.as_bytes()) {
+            self.msg.own_headers.release += 1;
+            if self.msg.release_tokens.len() < MAX_TOKENS_PER_MESSAGE && !self.refusing() {
+                // A value longer than any token is kept cut: it fails as malformed.
+                let cut = &value[..value.len().min(MAX_VALUE_LEN + 1)];
+                self.msg.release_tokens.push(text(cut));
+            }
         }
         let leadspc = self.neg.is_some_and(|n| n.has(proto::HDR_LEADSPC));
         // Rebuild `Name: value\r\n`, continuation lines with CRLF as on the wire.
@@ -719,7 +748,53 @@ mod tests {
         assert_eq!(env.queue_id.as_deref(), Some("QID1"));
         assert_eq!(env.client_addr, Some("192.0.2.7".parse().unwrap()));
         assert!(s.is_idle());
-        assert_eq!(s.pending_own, (1, 0));
+        assert_eq!(
+            s.pending_own,
+            OwnHeaders {
+                score: 1,
+                ..OwnHeaders::default()
+            }
+        );
+    }
+
+    #[test]
+    fn release_token_headers_are_kept_for_the_policy_and_counted_for_removal() {
+        let mut s = session(10_000);
+        s.handle(Command::OptNeg(postfix_optneg())).unwrap();
+        s.handle(Command::Mail(vec![b"<>"])).unwrap();
+        s.handle(Command::Rcpt(vec![b"<b@example.org>"])).unwrap();
+        // Folded as Postfix passes it (LF), with the leading space.
+        s.handle(Command::Header {
+            name: b"X-Chaff-Release",
+            value: b" v1; id=Q1;\n exp=1; n=x;\n b=y;\n mac=z",
+        })
+        .unwrap();
+        for i in 0..MAX_TOKENS_PER_MESSAGE + 2 {
+            let long = vec![b'a'; if i == 0 { 5000 } else { 3 }];
+            s.handle(Command::Header {
+                name: b"x-chaff-release",
+                value: &long,
+            })
+            .unwrap();
+        }
+        s.handle(Command::Eoh).unwrap();
+        let Ok(Step::Scan(job)) = s.handle(Command::Eob(b"body\r\n")) else {
+            panic!("no scan");
+        };
+        assert_eq!(job.release_tokens.len(), MAX_TOKENS_PER_MESSAGE);
+        assert_eq!(
+            job.release_tokens[0],
+            " v1; id=Q1;\n exp=1; n=x;\n b=y;\n mac=z"
+        );
+        assert_eq!(job.release_tokens[1].len(), MAX_VALUE_LEN + 1);
+        assert_eq!(s.pending_own.release, MAX_TOKENS_PER_MESSAGE as u32 + 3);
+        // The next message starts without them.
+        s.handle(Command::Mail(vec![b"<>"])).unwrap();
+        s.handle(Command::Eoh).unwrap();
+        let Ok(Step::Scan(job)) = s.handle(Command::Eob(b"x\r\n")) else {
+            panic!("no scan");
+        };
+        assert!(job.release_tokens.is_empty());
     }
 
     #[test]

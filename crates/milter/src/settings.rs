@@ -3,6 +3,7 @@
 
 use crate::config::{AccountsConfig, MilterConfig, QuarantineConfig, ServiceConfig, StateConfig};
 use chaff::Reply;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What the service needs from a configuration.
@@ -39,6 +40,15 @@ impl Settings {
             reject_reply: config.engine.reject_reply.clone(),
             oversize_reply: config.engine.oversize_reply.clone(),
         })
+    }
+
+    /// The release key file: `[quarantine] release_key`, or `release.key`
+    /// beside the state store (`[state] path`).
+    pub fn release_key(&self) -> PathBuf {
+        self.quarantine
+            .release_key
+            .clone()
+            .unwrap_or_else(|| self.state.path.with_file_name("release.key"))
     }
 
     /// The scan time limit.
@@ -167,7 +177,15 @@ mod tests {
         let c =
             load("[state]\npath = \"s/state.redb\"\n[quarantine]\nrelease_key = \"k\"\n").unwrap();
         assert_eq!(c.state.path, Path::new("/etc/chaff/s/state.redb"));
-        assert_eq!(c.quarantine.release_key, Path::new("/etc/chaff/k"));
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.release_key(), Path::new("/etc/chaff/k"));
+        let c = load("[state]\npath = \"s/state.redb\"\n").unwrap();
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.release_key(), Path::new("/etc/chaff/s/release.key"));
+        assert_eq!(
+            c.quarantine.release_key.as_deref(),
+            Some(Path::new("/etc/chaff/k"))
+        );
     }
 
     #[test]

@@ -24,3 +24,8 @@ fn session() {
 fn config() {
     assert!(replay("config", chaff_milter::fuzzing::config) > 0);
 }
+
+#[test]
+fn release_token() {
+    assert!(replay("release_token", chaff_milter::fuzzing::release_token) > 0);
+}

@@ -1,0 +1,3 @@
+//! Fuzz the release token reader: checks in `chaff_milter::fuzzing::release_token`.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| chaff_milter::fuzzing::release_token(data));
