@@ -38,6 +38,8 @@ enum Command {
     Milter(cli::milter::MilterArgs),
     /// List, unlock or lock accounts locked for sending spam.
     Accounts(cli::accounts::AccountsArgs),
+    /// Manage the users of the HTTP listener: add, passwd, token, remove, list.
+    Users(cli::users::UsersArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Learn(a) => cli::learn::run(a),
         Command::Milter(a) => cli::milter::run(a),
         Command::Accounts(a) => cli::accounts::run(a),
+        Command::Users(a) => cli::users::run(a),
     };
     match result {
         Ok(code) => code,

@@ -595,6 +595,7 @@ fn unix_socket_listener() {
             listen: ListenAddr::Unix(sock.clone()),
             metrics: None,
             config_path: None,
+            http: None,
         },
     )
     .unwrap();

@@ -20,7 +20,10 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     // Every table: the engine's and the service's (header names, timeouts, account
     // store), and no table that nothing reads.
-    let config = chaff_milter::ServiceConfig::load(&args.file)?.engine;
+    let service = chaff_milter::ServiceConfig::load(&args.file)?;
+    // The HTTP listener's TLS certificate and key and its users file, if any.
+    chaff_milter::http::check_files(service.http.as_ref(), &service.users)?;
+    let config = service.engine;
     let engine = Engine::new(&config)?;
     for warning in warnings(&args.file, &config)? {
         eprintln!("warning: {warning}");

@@ -4,10 +4,7 @@
 
 use super::{CliError, load_config};
 use chaff::Engine;
-use chaff::classify::format;
-use chaff_train::learn_message;
-use chaff_train::train::unix_now;
-use std::fs::OpenOptions;
+use chaff_train::learn::ModelFile;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,23 +37,9 @@ pub fn run(args: LearnArgs) -> Result<ExitCode, CliError> {
             "no model to update: set `model = \"PATH\"` in the config or pass --model".into(),
         );
     };
-    // Serialise concurrent learners: each reads, updates and replaces the file under
-    // an exclusive lock on a side file (the model file itself is replaced by rename).
-    let lock_path = {
-        let mut p = path.clone().into_os_string();
-        p.push(".lock");
-        PathBuf::from(p)
-    };
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-
-    let mut model = format::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Concurrent learners (other `chaff learn` runs, the service's /learnspam)
+    // wait for each other: the model is read, updated and replaced under a lock.
+    let mut model = ModelFile::open(&path)?;
     config.model = None;
     let engine = Engine::new(&config)?;
     let spam = args.spam;
@@ -78,19 +61,12 @@ pub fn run(args: LearnArgs) -> Result<ExitCode, CliError> {
                 continue;
             }
         };
-        let l = learn_message(&engine, &mut model, &raw, spam);
+        let l = model.learn(&engine, &raw, spam);
         learned += 1;
         changed += u64::from(l.steps > 0);
         println!("{name}\t{label}\tscore {:.2} -> {:.2}", l.before, l.after);
     }
-    if spam {
-        model.meta.stats.learned_spam += learned;
-    } else {
-        model.meta.stats.learned_ham += learned;
-    }
-    model.meta.stats.updated = unix_now();
-    format::save(&model, &path).map_err(|e| format!("{}: {e}", path.display()))?;
-    drop(lock);
+    model.save()?;
     eprintln!(
         "chaff: learned {learned} message(s) as {label} ({changed} changed the model): {}",
         path.display()

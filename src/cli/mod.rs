@@ -10,6 +10,7 @@ pub mod milter;
 pub mod output;
 pub mod score;
 pub mod train;
+pub mod users;
 
 use chaff::{Config, Engine};
 use chaff_milter::ServiceConfig;

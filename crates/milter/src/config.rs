@@ -1,17 +1,20 @@
-//! The `[milter]` and `[accounts]` tables of `chaff.toml`.
+//! The `[milter]` and `[accounts]` tables of `chaff.toml`, and the whole file as the
+//! service reads it ([`ServiceConfig`], with `[http]` and `[users]` from
+//! [`crate::http::config`]).
 //!
 //! They live beside the service they configure and are read from the same file as
 //! the engine's tables ([`ServiceConfig`]). Values are checked when the service
 //! starts or reloads, so a bad value is refused with the file, line and field
 //! named, and a reload keeps the old configuration.
 
+use crate::http::config::{HttpConfig, UsersConfig, check_exposure, parse_listen};
 use chaff::config::{ConfigFile, TABLES as ENGINE_TABLES};
 use chaff::{Config, ConfigError};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// The top-level tables of `chaff.toml` this crate reads.
-pub const TABLES: &[&str] = &["milter", "accounts"];
+pub const TABLES: &[&str] = &["milter", "accounts", "http", "users"];
 
 /// The whole configuration file as the service reads it: the engine's tables and
 /// the service's own, each read from the same [`ConfigFile`] and refused with file,
@@ -24,6 +27,11 @@ pub struct ServiceConfig {
     pub milter: MilterConfig,
     /// `[accounts]`, with `db` relative to the file's directory made absolute.
     pub accounts: AccountsConfig,
+    /// `[http]`, if the file has the table (the HTTP listener runs then), with
+    /// relative TLS paths made absolute.
+    pub http: Option<HttpConfig>,
+    /// `[users]`, with a relative `file` made absolute.
+    pub users: UsersConfig,
 }
 
 impl ServiceConfig {
@@ -42,14 +50,24 @@ impl ServiceConfig {
             milter: MilterConfig,
             #[serde(default)]
             accounts: AccountsConfig,
+            http: Option<HttpConfig>,
+            #[serde(default)]
+            users: UsersConfig,
         }
         let t: Tables = file.read()?;
         let mut config = ServiceConfig {
             engine,
             milter: t.milter,
             accounts: t.accounts,
+            http: t.http,
+            users: t.users,
         };
         config.accounts.db = file.resolve(config.accounts.db);
+        if let Some(h) = &mut config.http {
+            h.tls_cert = h.tls_cert.take().map(|p| file.resolve(p));
+            h.tls_key = h.tls_key.take().map(|p| file.resolve(p));
+        }
+        config.users.file = config.users.file.take().map(|p| file.resolve(p));
         if let Err((field, message)) = config.check() {
             let mut e = file.error(field, message);
             if field == "milter.max_buffered_bytes" && !file.has(field) {
@@ -65,6 +83,11 @@ impl ServiceConfig {
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         self.milter.check()?;
         self.accounts.check()?;
+        if let Some(http) = &self.http {
+            http.check()?;
+            let addr = parse_listen(&http.listen).map_err(|e| ("http.listen", e))?;
+            check_exposure(addr, http, &self.users).map_err(|e| ("http.listen", e))?;
+        }
         if self.milter.max_buffered_bytes < self.engine.max_message_size {
             return Err((
                 "milter.max_buffered_bytes",

@@ -50,6 +50,9 @@ pub enum ServeError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The HTTP listener cannot start (its address, TLS files or users file).
+    #[error("http: {0}")]
+    Http(String),
     /// Threads or the runtime could not start.
     #[error("cannot start the {what}: {source}")]
     Start {
