@@ -521,22 +521,18 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
     })
 }
 
+/// The HTTP listener's state, bound socket and TLS acceptor, before it serves.
+type HttpStart = (
+    Arc<http::HttpState>,
+    std::net::TcpListener,
+    Option<tokio_rustls::TlsAcceptor>,
+);
+
 /// The HTTP listener, bound and ready to serve, if it is to run: when `--http`
 /// gave an address or the configuration has an `[http]` table. Refused (with the
 /// reason) on a non-loopback address without TLS and users, an address in use,
 /// unreadable TLS files or an unreadable users file.
-#[allow(clippy::type_complexity)]
-fn start_http(
-    service: &Arc<Service>,
-    addr: Option<&str>,
-) -> Result<
-    Option<(
-        Arc<http::HttpState>,
-        std::net::TcpListener,
-        Option<tokio_rustls::TlsAcceptor>,
-    )>,
-    ServeError,
-> {
+fn start_http(service: &Arc<Service>, addr: Option<&str>) -> Result<Option<HttpStart>, ServeError> {
     let g = service.current();
     let settings = &g.settings;
     let Some(listen) = addr

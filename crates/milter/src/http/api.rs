@@ -8,9 +8,9 @@
 //! [`routes`]; the router's limits (body size, time) and authentication apply to it
 //! like to every other.
 //!
-//! ```ignore
-//! async fn unlock(Admin(who): Admin, State(s): State<Arc<HttpState>>, Path(name): Path<String>)
-//!     -> Result<Json<Value>, ApiError> { … }
+//! ```text
+//! async fn unlock(Admin(who): Admin, State(s): State<Arc<HttpState>>,
+//!                 Path(name): Path<String>) -> Result<Json<Unlocked>, ApiError>
 //! routes().route("/api/accounts/{name}/unlock", post(unlock))
 //! ```
 

@@ -12,7 +12,7 @@
 //! [`CACHE_TTL`] under a keyed hash of name and password (the key is random per
 //! process, the cache holds no password and at most [`CACHE_ENTRIES`] entries, and
 //! an entry counts only while the user's stored hash is unchanged). Failures are
-//! counted per source address and per user ([`super::attempts`]).
+//! counted per source address and per user (module `attempts`).
 //!
 //! The users file is read at start and again, at most once a second, when its
 //! path (changed by a SIGHUP reload), modification time, size or inode changes; a
@@ -242,6 +242,9 @@ struct Loaded {
     users: Option<Arc<Users>>,
 }
 
+/// A verified password: the PHC string it matched, and when.
+type Remembered = (Arc<str>, Instant);
+
 /// Checks credentials against the users file.
 pub struct Authenticator {
     loaded: Mutex<Loaded>,
@@ -250,7 +253,7 @@ pub struct Authenticator {
     epoch: Instant,
     attempts: Attempts,
     cache_key: [u8; 32],
-    cache: Mutex<HashMap<[u8; 32], (Arc<str>, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], Remembered>>,
     verifications: tokio::sync::Semaphore,
     failure_logs: throttle::Shared,
     /// The PHC string checked for unknown names, so that they cost as much as

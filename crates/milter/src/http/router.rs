@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `GET /ping` | anyone | `pong` |
 //! | `POST /checkv2`, `POST /check` | anyone (unless `anonymous_scan = false`); `User:` honoured for `scan`, `admin` | scan ([`super::rspamd`]) |
-//! | `POST /learnspam`, `POST /learnham` | `scan`, `admin` | learn ([`super::learn`]) |
+//! | `POST /learnspam`, `POST /learnham` | `scan`, `admin` | learn (module `learn`) |
 //! | `/api/…` | by endpoint | the admin API ([`super::api`]) |
 //!
 //! Every request: a body over `[limits] max_message_size` is refused with 413

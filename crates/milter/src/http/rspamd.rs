@@ -225,17 +225,17 @@ pub fn keyword_symbol(keyword: &str) -> String {
 fn symbol(name: &str, score: f64, metric_score: f64, options: Vec<String>) -> Value {
     let mut o = Map::new();
     o.insert("name".into(), json!(name));
-    o.insert("score".into(), json!(round(score)));
-    o.insert("metric_score".into(), json!(round(metric_score)));
+    o.insert("score".into(), json!(score));
+    o.insert("metric_score".into(), json!(metric_score));
     if !options.is_empty() {
         o.insert("options".into(), json!(options));
     }
     Value::Object(o)
 }
 
-/// Scores in the reply are rounded to 1e-6: what a float sum leaves beyond that is
-/// noise.
-fn round(x: f64) -> f64 {
+/// Scores are given as computed, unrounded, so that a client rounding them (rspamc
+/// prints two decimals) shows what `chaff score` shows; times to the microsecond.
+fn micros(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
@@ -356,7 +356,7 @@ pub fn reply(
             (t.quarantine, t.reject)
         }
     };
-    let score = d.verdict.as_ref().map_or(0.0, |v| round(v.score));
+    let score = d.verdict.as_ref().map_or(0.0, |v| v.score);
     let mut messages = Map::new();
     let smtp = match action {
         "reject" => d
@@ -376,7 +376,7 @@ pub fn reply(
     let mut result = Map::new();
     result.insert("is_skipped".into(), json!(d.outcome == Outcome::Fallback));
     result.insert("score".into(), json!(score));
-    result.insert("required_score".into(), json!(round(thresholds.1)));
+    result.insert("required_score".into(), json!(thresholds.1));
     result.insert("action".into(), json!(action));
     let symbols = symbols(d, g, env);
     let mut top = Map::new();
@@ -397,7 +397,7 @@ pub fn reply(
     }
     top.insert(
         "time_real".into(),
-        json!(round(started.elapsed().as_secs_f64())),
+        json!(micros(started.elapsed().as_secs_f64())),
     );
     if let (Some(v), Outcome::Deliver | Outcome::Quarantine) = (&d.verdict, d.outcome) {
         let m = &settings.milter;
