@@ -723,6 +723,30 @@ fn tls_with_a_self_signed_certificate() {
     assert!(!out.status.success(), "{out:?}");
     let r = get(svc.port, "/ping", "");
     assert_ne!(r.status, 200);
+    // A renewed certificate is served after SIGHUP, without a restart.
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let renewed_pem = dir.join("renewed.pem");
+    std::fs::write(&renewed_pem, renewed.cert.pem()).unwrap();
+    std::fs::write(&cert_pem, renewed.cert.pem()).unwrap();
+    std::fs::write(&key_pem, renewed.signing_key.serialize_pem()).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &svc.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !svc.log_text().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "no reload:\n{}", svc.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = curl(&[
+        "--cacert",
+        renewed_pem.to_str().unwrap(),
+        &format!("{url}/ping"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
     svc.stop();
 }
 
