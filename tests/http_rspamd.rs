@@ -662,6 +662,64 @@ fn credentials_roles_limits_and_errors_over_plain_http() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
 
+    // The locked-accounts API: read may list, only admin may change; the store is
+    // the service's own, so a lock applies to the next message at once.
+    let auth_read = format!("Authorization: Bearer {reader}\r\n");
+    let auth_admin = format!("Authorization: Bearer {admin}\r\n");
+    let r = get(port, "/api/accounts", &auth_read);
+    assert_eq!((r.status, r.body.as_str()), (200, r#"{"locked":[]}"#));
+    let r = post(port, "/api/accounts/mallory/lock", &auth_read, b"");
+    assert_eq!(r.status, 403, "{}", r.body);
+    let json = "Content-Type: application/json\r\n";
+    let r = post(
+        port,
+        "/api/accounts/mallory/lock",
+        &format!("{auth_admin}{json}"),
+        br#"{"reason": "phished password"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post(port, "/api/accounts/mallory/lock", &auth_admin, b"");
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = post(port, "/api/accounts/x/lock", &auth_admin, br#"{"why": 1}"#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(error_of(&r).contains("why"), "{}", r.body);
+    let r = get(port, "/api/accounts", &auth_read);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["locked"][0]["user"], "mallory", "{v}");
+    assert_eq!(v["locked"][0]["reason"], "phished password", "{v}");
+    let listed = Command::new(CHAFF)
+        .args(["accounts", "list", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("phished password"));
+    let r = post(
+        port,
+        "/checkv2",
+        &format!("{auth_admin}User: mallory\r\n"),
+        HAM.as_bytes(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["action"], "reject", "{v}");
+    assert!(v["symbols"]["CHAFF_ACCOUNT_LOCKED"].is_object(), "{v}");
+    let r = post(port, "/api/accounts/mallory/unlock", &auth_admin, b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post(port, "/api/accounts/mallory/unlock", &auth_admin, b"");
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = post(
+        port,
+        "/checkv2",
+        &format!("{auth_admin}User: mallory\r\n"),
+        HAM.as_bytes(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["action"], "no action", "{v}");
+    let log = svc.log_text();
+    assert!(
+        log.contains("account locked through the API") && log.contains("by=\"root\""),
+        "{log}"
+    );
+
     // Failed passwords: 401 each, then the address must wait (429).
     for _ in 0..5 {
         let r = get(port, "/api/whoami", "Password: root:guess\r\n");

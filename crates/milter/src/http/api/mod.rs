@@ -1,4 +1,5 @@
-//! The admin API: JSON under `/api/`.
+//! The admin API: JSON under `/api/`: `GET /api/whoami` (any user), and the
+//! locked accounts ([`accounts`]).
 //!
 //! Each endpoint is a handler taking the role it needs as an extractor
 //! ([`Reader`], [`Scanner`](super::auth::Scanner), [`Admin`](super::auth::Admin):
@@ -14,11 +15,13 @@
 //! routes().route("/api/accounts/{name}/unlock", post(unlock))
 //! ```
 
+pub mod accounts;
+
 use super::auth::Reader;
 use super::error::Json;
 use super::state::HttpState;
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -41,5 +44,9 @@ async fn whoami(Reader(p): Reader) -> Json<WhoAmI> {
 
 /// The `/api/` routes.
 pub fn routes() -> Router<Arc<HttpState>> {
-    Router::new().route("/api/whoami", get(whoami))
+    Router::new()
+        .route("/api/whoami", get(whoami))
+        .route("/api/accounts", get(accounts::list))
+        .route("/api/accounts/{user}/unlock", post(accounts::unlock))
+        .route("/api/accounts/{user}/lock", post(accounts::lock))
 }
