@@ -210,6 +210,15 @@ impl Service {
                 "accounts.db changed: the new store is used after a restart"
             );
         }
+        let (new_http, old_http) = (&generation.settings.http, &old.settings.http);
+        if new_http.as_ref().map(|h| (&h.listen, h.max_connections))
+            != old_http.as_ref().map(|h| (&h.listen, h.max_connections))
+        {
+            warn!(
+                "the [http] table, its listen address or max_connections changed: \
+                 they take effect after a restart"
+            );
+        }
         let (new, was) = (&generation.settings.milter, &old.settings.milter);
         if new.listen != was.listen || new.metrics != was.metrics {
             warn!("listen addresses changed: they take effect after a restart");

@@ -318,6 +318,17 @@ impl Authenticator {
         }
         match Users::load(path) {
             Ok(users) => {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(m) = std::fs::metadata(path)
+                    && m.permissions().mode() & 0o077 != 0
+                {
+                    warn!(
+                        file = %path.display(),
+                        mode = format!("{:o}", m.permissions().mode() & 0o777),
+                        "the users file can be read by other users: it holds password \
+                         hashes; make it mode 0600"
+                    );
+                }
                 let same_path = l.path.as_deref() == Some(path);
                 if !strict || !same_path {
                     info!(file = %path.display(), users = users.len(), "users file loaded");
