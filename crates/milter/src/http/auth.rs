@@ -702,6 +702,25 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_credential_headers_parse_or_are_refused_with_401(
+            auth in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            password in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&auth) {
+                h.insert(axum::http::header::AUTHORIZATION, v);
+            }
+            if let Ok(v) = HeaderValue::from_bytes(&password) {
+                h.insert("password", v);
+            }
+            if let Err(e) = credentials(&h) {
+                proptest::prop_assert_eq!(e.status, axum::http::StatusCode::UNAUTHORIZED);
+            }
+        }
+    }
+
     #[test]
     fn an_unreadable_users_file_stops_the_start() {
         let e = Authenticator::new(Some("/nonexistent/users.toml".into())).unwrap_err();

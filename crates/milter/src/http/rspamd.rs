@@ -582,4 +582,41 @@ mod tests {
         assert_eq!(keyword_symbol("代开"), "KW_代开");
         assert_eq!(keyword_symbol("free sex"), "KW_FREE_SEX");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_block_gives_a_bounded_message_id_or_none(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4000)) {
+            if let Some(id) = message_id(&raw) {
+                proptest::prop_assert!(id.len() <= 998 && !id.is_empty());
+                proptest::prop_assert!(!id.chars().any(char::is_control));
+            }
+        }
+
+        #[test]
+        fn any_envelope_headers_give_an_envelope_or_a_400(
+            from in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            ip in "[0-9a-fA-F:.\\[\\]IPv]{0,60}",
+            user in proptest::collection::vec(0x20u8..0x7f, 0..2000),
+        ) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&from) {
+                h.insert("from", v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&ip) {
+                h.insert("ip", v);
+            }
+            if let Ok(v) = HeaderValue::from_bytes(&user) {
+                h.insert("user", v);
+            }
+            match envelope(&h, true) {
+                Ok(e) => proptest::prop_assert!(
+                    e.auth_user.as_ref().is_none_or(|u| u.len() <= MAX_ENVELOPE_VALUE)
+                ),
+                Err(e) => {
+                    proptest::prop_assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+                    proptest::prop_assert!(e.message.starts_with("header `"));
+                }
+            }
+        }
+    }
 }
