@@ -799,12 +799,30 @@ fn tls_with_a_self_signed_certificate() {
         assert!(Instant::now() < deadline, "no reload:\n{}", svc.log_text());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = curl(&[
-        "--cacert",
-        renewed_pem.to_str().unwrap(),
-        &format!("{url}/ping"),
-    ]);
+    let renewed_ca = renewed_pem.to_str().unwrap();
+    let out = curl(&["--cacert", renewed_ca, &format!("{url}/ping")]);
     assert!(out.status.success(), "{out:?}");
+    // A reload cannot turn TLS off: the listener keeps it until a restart.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let (plain, _) = text.split_once("tls_cert").unwrap();
+    std::fs::write(&config, plain).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &svc.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while svc.log_text().matches("configuration reloaded").count() < 2 {
+        assert!(Instant::now() < deadline, "no reload:\n{}", svc.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = svc.log_text();
+    assert!(log.contains("take effect after a restart"), "{log}");
+    let out = curl(&["--cacert", renewed_ca, &format!("{url}/ping")]);
+    assert!(out.status.success(), "still TLS: {out:?}");
+    assert_ne!(get(svc.port, "/ping", "").status, 200, "no plain text");
     svc.stop();
 }
 

@@ -211,12 +211,16 @@ impl Service {
             );
         }
         let (new_http, old_http) = (&generation.settings.http, &old.settings.http);
-        if new_http.as_ref().map(|h| (&h.listen, h.max_connections))
-            != old_http.as_ref().map(|h| (&h.listen, h.max_connections))
+        let pinned = |h: &Option<crate::http::config::HttpConfig>| {
+            h.as_ref()
+                .map(|h| (h.listen.clone(), h.max_connections, h.has_tls()))
+        };
+        if pinned(new_http) != pinned(old_http)
+            || generation.settings.users.file != old.settings.users.file
         {
             warn!(
-                "the [http] table, its listen address or max_connections changed: \
-                 they take effect after a restart"
+                "the [http] table, its listen address, max_connections, whether it uses \
+                 TLS, or [users] file changed: they take effect after a restart"
             );
         }
         let (new, was) = (&generation.settings.milter, &old.settings.milter);

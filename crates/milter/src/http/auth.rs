@@ -15,8 +15,9 @@
 //! counted per source address and per user (module `attempts`).
 //!
 //! The users file is read at start and again, at most once a second, when its
-//! path (changed by a SIGHUP reload), modification time, size or inode changes; a
-//! file that fails to load is logged and the previous users stay in force.
+//! modification time, size or inode changes; a file that fails to load is logged
+//! and the previous users stay in force. Its path is the one configured at start
+//! (a change of `[users] file` takes effect after a restart).
 //!
 //! Roles: without credentials a request is anonymous ([`Caller::user`] is None):
 //! it may scan (without its `User:` header) when `[http] anonymous_scan` allows,
@@ -120,8 +121,7 @@ impl FromRequestParts<Arc<HttpState>> for Caller {
             .extensions
             .get::<Peer>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
-        let g = state.service.current();
-        let file = g.settings.users.file.as_deref();
+        let file = state.users_file.as_deref();
         let user = state.auth.authenticate(&parts.headers, peer, file).await?;
         let caller = Caller { user, peer };
         parts.extensions.insert(caller.clone());

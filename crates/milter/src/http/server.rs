@@ -115,15 +115,22 @@ pub(crate) async fn serve(
             continue;
         };
         // After a reload: the TLS files may have changed (a renewed certificate).
+        // Whether TLS is on is fixed at start, as is the address: a reload that
+        // turned it off could expose a non-loopback listener in plain text.
         let g = state.service.current();
         if !std::ptr::eq(seen.as_ptr(), Arc::as_ptr(&g)) {
             seen = Arc::downgrade(&g);
-            match g.settings.http.as_ref().map(tls::for_config).transpose() {
-                Ok(t) => tls = t.flatten(),
-                Err(e) => error!(
-                    error = %e,
-                    "TLS certificate or key refused on reload; the previous ones serve on"
-                ),
+            let wanted = g.settings.http.clone().unwrap_or_default();
+            if wanted.has_tls() != tls.is_some() {
+                warn!("TLS was turned on or off in [http]: that takes effect after a restart");
+            } else if wanted.has_tls() {
+                match tls::for_config(&wanted) {
+                    Ok(t) => tls = t,
+                    Err(e) => error!(
+                        error = %e,
+                        "TLS certificate or key refused on reload; the previous ones serve on"
+                    ),
+                }
             }
         }
         let http = g.settings.http.clone().unwrap_or_default();

@@ -16,6 +16,10 @@ pub struct HttpState {
     pub service: Arc<Service>,
     /// Credentials against the users file.
     pub auth: Authenticator,
+    /// The users file, as configured at start. Its contents are read again when
+    /// they change, but not another path: a reload that dropped the users of a
+    /// listener reachable from other hosts would leave it open to anonymous use.
+    pub(crate) users_file: Option<std::path::PathBuf>,
     /// Held while a learn request updates the model, so that requests of this
     /// process queue here instead of on the model file's lock.
     pub(crate) learning: tokio::sync::Mutex<()>,
@@ -32,10 +36,11 @@ impl HttpState {
     /// unreadable or invalid users file is an error.
     pub fn new(service: Arc<Service>) -> Result<Arc<HttpState>, String> {
         let file = service.current().settings.users.file.clone();
-        let auth = Authenticator::new(file)?;
+        let auth = Authenticator::new(file.clone())?;
         Ok(Arc::new(HttpState {
             service,
             auth,
+            users_file: file,
             learning: tokio::sync::Mutex::new(()),
         }))
     }
