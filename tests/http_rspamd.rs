@@ -51,6 +51,7 @@ macro_rules! require {
 struct Service {
     child: Child,
     port: u16,
+    metrics: u16,
     log: PathBuf,
 }
 
@@ -64,6 +65,7 @@ impl Drop for Service {
 impl Service {
     fn start(dir: &Path, config: &Path) -> Service {
         let port = free_port();
+        let metrics = free_port();
         let log = dir.join(format!("milter-{port}.log"));
         let child = Command::new(CHAFF)
             .arg("milter")
@@ -73,11 +75,18 @@ impl Service {
             .arg(format!("inet:127.0.0.1:{}", free_port()))
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics")
+            .arg(format!("127.0.0.1:{metrics}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut s = Service { child, port, log };
+        let mut s = Service {
+            child,
+            port,
+            metrics,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = s.child.try_wait().unwrap() {
@@ -91,6 +100,14 @@ impl Service {
 
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The value of one metric line.
+    fn metric(&self, name: &str) -> f64 {
+        let page = get(self.metrics, "/metrics", "").body;
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{page}"))
     }
 
     fn host(&self) -> String {
@@ -734,6 +751,12 @@ fn credentials_roles_limits_and_errors_over_plain_http() {
     assert!(r.head.contains("retry-after:"), "{}", r.head);
     let log = svc.log_text();
     assert!(log.contains("authentication failed"), "{log}");
+    // Counted: answers by code, failed credentials.
+    assert!(svc.metric("chaff_http_requests_total{code=\"401\"}") >= 6.0);
+    assert_eq!(svc.metric("chaff_http_requests_total{code=\"413\"}"), 2.0);
+    assert_eq!(svc.metric("chaff_http_requests_total{code=\"429\"}"), 1.0);
+    assert_eq!(svc.metric("chaff_http_auth_failures_total"), 5.0);
+    assert!(svc.metric("chaff_http_connections_total") >= 20.0);
     svc.stop();
 }
 

@@ -74,6 +74,8 @@ pub struct Metrics {
     evicted: [AtomicU64; EvictReason::ALL.len()],
     refused_full: AtomicU64,
     model_refused: AtomicU64,
+    /// The HTTP listener's counters.
+    pub http: crate::http::metrics::HttpMetrics,
 }
 
 impl Metrics {
@@ -329,6 +331,7 @@ impl Metrics {
                 st.reopens
             );
         }
+        self.http.render(&mut s);
         s
     }
 }

@@ -122,7 +122,15 @@ impl FromRequestParts<Arc<HttpState>> for Caller {
             .get::<Peer>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
         let file = state.users_file.as_deref();
-        let user = state.auth.authenticate(&parts.headers, peer, file).await?;
+        let user = state
+            .auth
+            .authenticate(&parts.headers, peer, file)
+            .await
+            .inspect_err(|e| {
+                if e.status == axum::http::StatusCode::UNAUTHORIZED {
+                    state.service.metrics().http.auth_failure();
+                }
+            })?;
         let caller = Caller { user, peer };
         parts.extensions.insert(caller.clone());
         Ok(caller)

@@ -21,6 +21,7 @@
 //! - [`rspamd`]: the scanning protocol; `body`: reading a message within the size
 //!   limit and the buffer budget; `learn`: learning;
 //! - [`api`]: the admin API, where new `/api/` endpoints go;
+//! - [`metrics`]: answers by status, connections, failed authentications;
 //! - [`state`]: what the handlers share.
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod config;
 pub mod error;
 mod io;
 mod learn;
+pub mod metrics;
 pub mod router;
 pub mod rspamd;
 pub(crate) mod server;

@@ -66,6 +66,11 @@ async fn limits(State(state): State<Arc<HttpState>>, req: Request, next: Next) -
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        state
+            .service
+            .metrics()
+            .http
+            .answer(StatusCode::PAYLOAD_TOO_LARGE.as_u16());
         let mut r = ApiError::too_large(limit).into_response();
         // The body was not read: the connection cannot carry another request.
         r.headers_mut().insert(
@@ -76,9 +81,14 @@ async fn limits(State(state): State<Arc<HttpState>>, req: Request, next: Next) -
     }
     let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
     let path = req.uri().path().to_string();
+    let metrics = &state.service.metrics().http;
     match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(r) => r,
+        Ok(r) => {
+            metrics.answer(r.status().as_u16());
+            r
+        }
         Err(_) => {
+            metrics.answer(StatusCode::SERVICE_UNAVAILABLE.as_u16());
             warn!(
                 path,
                 timeout_secs = timeout.as_secs(),

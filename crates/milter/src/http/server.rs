@@ -103,6 +103,7 @@ pub(crate) async fn serve(
             }
         };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            state.service.metrics().http.refused();
             if let Some(n) = refusals.tick(Instant::now()) {
                 warn!(
                     peer = %peer,
@@ -114,6 +115,7 @@ pub(crate) async fn serve(
             drop(stream);
             continue;
         };
+        state.service.metrics().http.connection();
         // After a reload: the TLS files may have changed (a renewed certificate).
         // Whether TLS is on is fixed at start, as is the address: a reload that
         // turned it off could expose a non-loopback listener in plain text.
