@@ -264,9 +264,9 @@ pub struct Authenticator {
     cache: Mutex<HashMap<[u8; 32], Remembered>>,
     verifications: tokio::sync::Semaphore,
     failure_logs: throttle::Shared,
-    /// The PHC string checked for unknown names, so that they cost as much as
-    /// known ones and do not tell which names exist.
-    decoy: String,
+    /// The PHC string checked for unknown names (and users without a password),
+    /// so that they cost as much as known ones and do not tell which names exist.
+    decoy: Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -286,8 +286,9 @@ impl Authenticator {
     pub fn new(path: Option<PathBuf>) -> Result<Authenticator, String> {
         let mut cache_key = [0u8; 32];
         getrandom::fill(&mut cache_key).map_err(|e| format!("no randomness: {e}"))?;
-        let decoy =
-            crate::users::hash_password("chaff decoy password").map_err(|e| e.to_string())?;
+        // Made at its first use, on a blocking thread: a service with no users,
+        // or whose clients send only tokens, never pays for it.
+        let decoy = Arc::new(std::sync::OnceLock::new());
         let a = Authenticator {
             loaded: Mutex::new(Loaded::default()),
             checked_ms: AtomicU64::new(0),
@@ -470,28 +471,35 @@ impl Authenticator {
                     tokio::time::sleep(wait).await;
                 }
                 let account = users.get(&name);
-                let phc = account
-                    .and_then(|a| a.password.clone())
-                    .unwrap_or_else(|| self.decoy.clone());
+                let phc = account.and_then(|a| a.password.clone());
                 let slot = self.cache_slot(&name, &password);
-                let known = account.is_some_and(|a| a.password.is_some());
-                let ok = if known && self.remembered(&slot, &phc) {
-                    true
-                } else {
-                    let _permit = self
-                        .verifications
-                        .acquire()
-                        .await
-                        .map_err(|_| ApiError::unavailable("shutting down"))?;
-                    let phc2 = phc.clone();
-                    let verified =
-                        tokio::task::spawn_blocking(move || verify_password(&phc2, &password))
+                let ok = match &phc {
+                    Some(phc) if self.remembered(&slot, phc) => true,
+                    _ => {
+                        let _permit = self
+                            .verifications
+                            .acquire()
                             .await
-                            .unwrap_or(false);
-                    if verified && known {
-                        self.remember(slot, &phc);
+                            .map_err(|_| ApiError::unavailable("shutting down"))?;
+                        let (known, decoy) = (phc.clone(), Arc::clone(&self.decoy));
+                        let verified = tokio::task::spawn_blocking(move || match known {
+                            Some(phc) => verify_password(&phc, &password),
+                            None => {
+                                let d = decoy.get_or_init(|| {
+                                    crate::users::hash_password("chaff decoy password")
+                                        .unwrap_or_default()
+                                });
+                                let _ = verify_password(d, &password);
+                                false
+                            }
+                        })
+                        .await
+                        .unwrap_or(false);
+                        if let (true, Some(phc)) = (verified, &phc) {
+                            self.remember(slot, phc);
+                        }
+                        verified
                     }
-                    verified && known
                 };
                 match (ok, account) {
                     (true, Some(a)) => {
