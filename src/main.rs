@@ -42,6 +42,8 @@ enum Command {
     Quarantine(cli::quarantine::QuarantineArgs),
     /// The allow and block lists: list them, add or remove stored entries.
     Senders(cli::senders::SendersArgs),
+    /// Manage the users of the HTTP listener: add, passwd, token, remove, list.
+    Users(cli::users::UsersArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Accounts(a) => cli::accounts::run(a),
         Command::Quarantine(a) => cli::quarantine::run(a),
         Command::Senders(a) => cli::senders::run(a),
+        Command::Users(a) => cli::users::run(a),
     };
     match result {
         Ok(code) => code,

@@ -602,6 +602,7 @@ fn unix_socket_listener() {
             listen: ListenAddr::Unix(sock.clone()),
             metrics: None,
             config_path: None,
+            http: None,
         },
     )
     .unwrap();

@@ -28,6 +28,7 @@ fn a_second_instance_on_a_live_unix_socket_refuses_to_start() {
         listen: ListenAddr::Unix(sock.clone()),
         metrics: None,
         config_path: None,
+        http: None,
     };
     let first = server::spawn(&f.config, opts.clone()).expect("first starts");
     let e = server::spawn(&f.config, opts.clone())

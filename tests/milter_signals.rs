@@ -217,4 +217,29 @@ fn the_contrib_example_configuration_is_valid_and_documents_the_defaults() {
     );
     // `db` is made absolute against the file's directory; the default is absolute.
     assert_eq!(config.accounts, AccountsConfig::default());
+    // The HTTP listener is off unless its table is uncommented; uncommented, the
+    // documented values are the defaults (but the example paths).
+    assert_eq!(config.http, None);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (_, block) = text.split_once("# --- http").expect("the http block");
+    let (block, _) = block.split_once("# --- end http").expect("its end");
+    let on: String = block
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let file = chaff::config::ConfigFile::from_toml(&on, &path).expect("the http block parses");
+    let on = ServiceConfig::from_file(&file).expect("the http block checks out");
+    let http = on.http.expect("[http] present");
+    assert_eq!(
+        http,
+        chaff_milter::http::config::HttpConfig {
+            tls_cert: http.tls_cert.clone(),
+            tls_key: http.tls_key.clone(),
+            ..Default::default()
+        }
+    );
+    assert!(http.tls_cert.is_some() && on.users.file.is_some());
 }

@@ -21,6 +21,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     // Every table: the engine's and the service's (header names, timeouts, account
     // store), and no table that nothing reads.
     let service = chaff_milter::ServiceConfig::load(&args.file)?;
+    // The HTTP listener's TLS certificate and key and its users file, if any.
+    chaff_milter::http::check_files(service.http.as_ref(), &service.users)?;
     let config = service.engine.clone();
     let engine = Engine::new(&config)?;
     for warning in warnings(&args.file, &service)? {

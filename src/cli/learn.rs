@@ -4,10 +4,7 @@
 
 use super::{CliError, load_config};
 use chaff::Engine;
-use chaff::classify::format;
-use chaff_train::learn_message;
-use chaff_train::train::unix_now;
-use std::fs::OpenOptions;
+use chaff_train::learn::ModelFile;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,12 +29,11 @@ pub struct LearnArgs {
     pub paths: Vec<PathBuf>,
 }
 
-/// A model opened for learning: locked against other learners until saved.
+/// A model opened for learning: locked against other learners (other `chaff
+/// learn` runs, the service's `/learnspam`) until saved ([`ModelFile`]).
 pub struct Learner {
     path: PathBuf,
-    /// Held until the model is saved: serialises concurrent learners.
-    lock: std::fs::File,
-    model: chaff::classify::Model,
+    file: ModelFile,
     engine: Engine,
     spam: bool,
     learned: u64,
@@ -57,29 +53,12 @@ impl Learner {
                 "no model to update: set `model = \"PATH\"` in the config or pass --model".into(),
             );
         };
-        // Serialise concurrent learners: each reads, updates and replaces the file
-        // under an exclusive lock on a side file (the model file itself is replaced
-        // by rename).
-        let lock_path = {
-            let mut p = path.clone().into_os_string();
-            p.push(".lock");
-            PathBuf::from(p)
-        };
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-        lock.lock()
-            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-        let model = format::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = ModelFile::open(&path)?;
         config.model = None;
         let engine = Engine::new(&config)?;
         Ok(Learner {
             path,
-            lock,
-            model,
+            file,
             engine,
             spam,
             learned: 0,
@@ -94,7 +73,7 @@ impl Learner {
 
     /// Learns one message.
     pub fn learn(&mut self, raw: &[u8]) -> chaff_train::Learned {
-        let l = learn_message(&self.engine, &mut self.model, raw, self.spam);
+        let l = self.file.learn(&self.engine, raw, self.spam);
         self.learned += 1;
         self.changed += u64::from(l.steps > 0);
         l
@@ -102,16 +81,8 @@ impl Learner {
 
     /// Replaces the model file and releases the lock; returns the messages
     /// learned, those that changed the model, and the file.
-    pub fn save(mut self) -> Result<(u64, u64, PathBuf), CliError> {
-        if self.spam {
-            self.model.meta.stats.learned_spam += self.learned;
-        } else {
-            self.model.meta.stats.learned_ham += self.learned;
-        }
-        self.model.meta.stats.updated = unix_now();
-        format::save(&self.model, &self.path)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        drop(self.lock);
+    pub fn save(self) -> Result<(u64, u64, PathBuf), CliError> {
+        self.file.save()?;
         Ok((self.learned, self.changed, self.path))
     }
 }

@@ -1,4 +1,5 @@
-//! `chaff milter`: run the milter service for Postfix or Sendmail.
+//! `chaff milter`: run the milter service for Postfix or Sendmail, and with it,
+//! when configured, the HTTP listener (Rspamd's protocol, the admin API).
 //!
 //! The service itself is `chaff_milter::server`; this module turns the command line
 //! and the `[milter]` table into its options, and sets up logging (one line per
@@ -23,6 +24,11 @@ pub struct MilterArgs {
     /// (default: `metrics` in `[milter]`).
     #[arg(long)]
     pub metrics: Option<String>,
+    /// Also serve Rspamd's HTTP protocol and the admin API on `HOST:PORT`
+    /// (default: `listen` in `[http]`, 127.0.0.1:11333, when the file has an
+    /// `[http]` table; without either, no HTTP listener runs).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<String>,
     /// Log filter, e.g. `info` or `chaff=debug` (default: `$CHAFF_LOG`, else `info`).
     #[arg(long)]
     pub log: Option<String>,
@@ -71,6 +77,7 @@ pub fn run(args: MilterArgs) -> Result<ExitCode, CliError> {
             listen,
             metrics,
             config_path,
+            http: args.http,
         },
     )?;
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@ pub mod quarantine;
 pub mod score;
 pub mod senders;
 pub mod train;
+pub mod users;
 
 use chaff::{Config, Engine};
 use chaff_milter::ServiceConfig;

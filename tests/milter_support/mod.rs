@@ -117,6 +117,7 @@ pub fn start_with(
             listen: ListenAddr::Inet("127.0.0.1:0".into()),
             metrics: metrics.then(|| "127.0.0.1:0".to_string()),
             config_path: config_path.map(Path::to_path_buf),
+            http: None,
         },
     )
     .expect("milter starts")

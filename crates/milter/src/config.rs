@@ -1,10 +1,13 @@
-//! The `[milter]`, `[accounts]`, `[state]` and `[quarantine]` tables of `chaff.toml`.
+//! The `[milter]`, `[accounts]`, `[state]` and `[quarantine]` tables of
+//! `chaff.toml`, and the whole file as the service reads it ([`ServiceConfig`],
+//! with `[http]` and `[users]` from [`crate::http::config`]).
 //!
 //! They live beside the service they configure and are read from the same file as
 //! the engine's tables ([`ServiceConfig`]). Values are checked when the service
 //! starts or reloads, so a bad value is refused with the file, line and field
 //! named, and a reload keeps the old configuration.
 
+use crate::http::config::{HttpConfig, UsersConfig, check_exposure, parse_listen};
 use chaff::config::{ConfigFile, TABLES as ENGINE_TABLES};
 use chaff::{Config, ConfigError};
 use serde::Deserialize;
@@ -12,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The top-level tables of `chaff.toml` this crate reads.
-pub const TABLES: &[&str] = &["milter", "accounts", "state", "quarantine"];
+pub const TABLES: &[&str] = &["milter", "accounts", "state", "quarantine", "http", "users"];
 
 /// The whole configuration file as the service reads it: the engine's tables and
 /// the service's own, each read from the same [`ConfigFile`] and refused with file,
@@ -29,6 +32,11 @@ pub struct ServiceConfig {
     pub state: StateConfig,
     /// `[quarantine]`, with `release_key` made absolute.
     pub quarantine: QuarantineConfig,
+    /// `[http]`, if the file has the table (the HTTP listener runs then), with
+    /// relative TLS paths made absolute.
+    pub http: Option<HttpConfig>,
+    /// `[users]`, with a relative `file` made absolute.
+    pub users: UsersConfig,
 }
 
 impl ServiceConfig {
@@ -51,6 +59,9 @@ impl ServiceConfig {
             state: StateConfig,
             #[serde(default)]
             quarantine: QuarantineConfig,
+            http: Option<HttpConfig>,
+            #[serde(default)]
+            users: UsersConfig,
         }
         let t: Tables = file.read()?;
         let mut config = ServiceConfig {
@@ -59,6 +70,8 @@ impl ServiceConfig {
             accounts: t.accounts,
             state: t.state,
             quarantine: t.quarantine,
+            http: t.http,
+            users: t.users,
         };
         config.accounts.db = file.resolve(config.accounts.db);
         config.state.path = file.resolve(config.state.path);
@@ -67,6 +80,11 @@ impl ServiceConfig {
             .release_key
             .take()
             .map(|p| file.resolve(p));
+        if let Some(h) = &mut config.http {
+            h.tls_cert = h.tls_cert.take().map(|p| file.resolve(p));
+            h.tls_key = h.tls_key.take().map(|p| file.resolve(p));
+        }
+        config.users.file = config.users.file.take().map(|p| file.resolve(p));
         if let Err((field, message)) = config.check() {
             let mut e = file.error(field, message);
             if field == "milter.max_buffered_bytes" && !file.has(field) {
@@ -84,6 +102,11 @@ impl ServiceConfig {
         self.accounts.check()?;
         self.state.check()?;
         self.quarantine.check()?;
+        if let Some(http) = &self.http {
+            http.check()?;
+            let addr = parse_listen(&http.listen).map_err(|e| ("http.listen", e))?;
+            check_exposure(addr, http, &self.users).map_err(|e| ("http.listen", e))?;
+        }
         if self.milter.max_buffered_bytes < self.engine.max_message_size {
             return Err((
                 "milter.max_buffered_bytes",

@@ -45,7 +45,11 @@
 //!   written in batches (and `throttle`: those that come in storms, rate-limited), a scan's CPU time, transparent huge pages turned off;
 //! - `client` (feature `client`): the MTA side, as Postfix speaks it, for tests and
 //!   benchmarks, not part of the service's API;
-//! - [`config`] and [`settings`]: the `[milter]` and `[accounts]` tables, checked.
+//! - [`http`]: the HTTP listener in the same process: Rspamd's protocol
+//!   (`/checkv2`, `rspamc`), learning, the admin API; [`users`]: the users file
+//!   it authenticates against;
+//! - [`config`] and [`settings`]: the `[milter]`, `[accounts]`, `[http]` and
+//!   `[users]` tables, checked.
 
 #![deny(missing_docs)]
 
@@ -59,6 +63,7 @@ pub mod cpu_time;
 pub mod fd_limit;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod log_batch;
 pub mod memory;
 pub mod metrics;
@@ -75,4 +80,5 @@ pub mod settings;
 mod signals;
 pub mod slots;
 mod throttle;
+pub mod users;
 pub use config::{AccountsConfig, MilterConfig, ServiceConfig};

@@ -85,6 +85,8 @@ pub struct Metrics {
     keep_sum_ns: AtomicU64,
     released: AtomicU64,
     release_refused: [AtomicU64; Refusal::KINDS.len()],
+    /// The HTTP listener's counters.
+    pub http: crate::http::metrics::HttpMetrics,
 }
 
 fn told_index(t: Told) -> usize {
@@ -511,6 +513,7 @@ impl Metrics {
                 st.reopens
             );
         }
+        self.http.render(&mut s);
         s
     }
 }

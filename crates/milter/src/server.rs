@@ -17,6 +17,7 @@
 use super::config::ServiceConfig;
 use super::connection::{self, Conn};
 use super::fd_limit;
+use super::http;
 use super::log_batch;
 use super::metrics_http;
 pub use super::service::{Generation, ServeError, Service};
@@ -312,12 +313,17 @@ pub struct ServeOptions {
     pub metrics: Option<String>,
     /// The configuration file SIGHUP reads again.
     pub config_path: Option<PathBuf>,
+    /// Where to listen for HTTP (`HOST:PORT`), overriding `[http] listen`; the
+    /// HTTP listener runs when this is set or the configuration has an `[http]`
+    /// table.
+    pub http: Option<String>,
 }
 
 /// A service running on its own threads (tests, benchmarks, the CLI).
 pub struct ServerHandle {
     addr: String,
     metrics_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     service: Arc<Service>,
     shutdown: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -331,6 +337,7 @@ impl std::fmt::Debug for ServerHandle {
         f.debug_struct("ServerHandle")
             .field("addr", &self.addr)
             .field("metrics_addr", &self.metrics_addr)
+            .field("http_addr", &self.http_addr)
             .finish_non_exhaustive()
     }
 }
@@ -345,6 +352,11 @@ impl ServerHandle {
     /// The metrics listener's address, if any.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The HTTP listener's address, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The running service.
@@ -418,6 +430,8 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
         None => None,
     };
     let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    let http = start_http(&service, opts.http.as_deref())?;
+    let http_addr = http.as_ref().and_then(|h| h.1.local_addr().ok());
     let (tx, rx) = watch::channel(false);
     // Each network thread runs its own single-threaded runtime and serves the
     // connections it is handed, scanning small messages itself: no thread hands
@@ -474,7 +488,19 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
                 if let Some(l) = metrics {
                     tokio::spawn(metrics_http::metrics_loop(Arc::clone(&svc), l, rx.clone()));
                 }
+                let http = http.map(|(state, listener, tls)| {
+                    tokio::spawn(http::server::serve(
+                        state,
+                        listener,
+                        tls,
+                        rx.clone(),
+                        workers.clone(),
+                    ))
+                });
                 accept_loop(svc, bound, rx, workers, limit).await;
+                if let Some(h) = http {
+                    let _ = h.await;
+                }
             });
             let _ = stop_workers.send(true);
             for t in others {
@@ -508,6 +534,7 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
     info!(
         listen = %addr,
         metrics = ?metrics_addr,
+        http = ?http_addr,
         accounts = %settings.accounts.db.display(),
         state = %settings.state.path.display(),
         quarantine = settings.quarantine.mode.as_str(),
@@ -516,11 +543,44 @@ pub fn spawn(config: &ServiceConfig, opts: ServeOptions) -> Result<ServerHandle,
     Ok(ServerHandle {
         addr,
         metrics_addr,
+        http_addr,
         service,
         shutdown: tx,
         thread: Some(thread),
         watcher: Some((stop_watcher, watcher)),
     })
+}
+
+/// The HTTP listener's state, bound socket and TLS acceptor, before it serves.
+type HttpStart = (
+    Arc<http::HttpState>,
+    std::net::TcpListener,
+    Option<tokio_rustls::TlsAcceptor>,
+);
+
+/// The HTTP listener, bound and ready to serve, if it is to run: when `--http`
+/// gave an address or the configuration has an `[http]` table. Refused (with the
+/// reason) on a non-loopback address without TLS and users, an address in use,
+/// unreadable TLS files or an unreadable users file.
+fn start_http(service: &Arc<Service>, addr: Option<&str>) -> Result<Option<HttpStart>, ServeError> {
+    let g = service.current();
+    let settings = &g.settings;
+    let Some(listen) = addr
+        .map(str::to_string)
+        .or_else(|| settings.http.as_ref().map(|h| h.listen.clone()))
+    else {
+        return Ok(None);
+    };
+    let config = settings.http.clone().unwrap_or_default();
+    let sock = http::config::parse_listen(&listen).map_err(ServeError::Http)?;
+    http::config::check_exposure(sock, &config, &settings.users).map_err(ServeError::Http)?;
+    let tls = http::tls_acceptor(&config).map_err(ServeError::Http)?;
+    let state = http::HttpState::new(Arc::clone(service)).map_err(ServeError::Http)?;
+    let listener = http::server::bind(sock).map_err(|source| ServeError::Bind {
+        addr: format!("http {listen}"),
+        source,
+    })?;
+    Ok(Some((state, listener, tls)))
 }
 
 /// Runs the service in the foreground until SIGTERM or SIGINT; SIGHUP reloads.

@@ -72,6 +72,9 @@ pub enum ServeError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The HTTP listener cannot start (its address, TLS files or users file).
+    #[error("http: {0}")]
+    Http(String),
     /// Threads or the runtime could not start.
     #[error("cannot start the {what}: {source}")]
     Start {
@@ -333,6 +336,19 @@ impl Service {
                 old = %old.settings.accounts.db.display(),
                 new = %generation.settings.accounts.db.display(),
                 "accounts.db changed: the new store is used after a restart"
+            );
+        }
+        let (new_http, old_http) = (&generation.settings.http, &old.settings.http);
+        let pinned = |h: &Option<crate::http::config::HttpConfig>| {
+            h.as_ref()
+                .map(|h| (h.listen.clone(), h.max_connections, h.has_tls()))
+        };
+        if pinned(new_http) != pinned(old_http)
+            || generation.settings.users.file != old.settings.users.file
+        {
+            warn!(
+                "the [http] table, its listen address, max_connections, whether it uses \
+                 TLS, or [users] file changed: they take effect after a restart"
             );
         }
         let (new, was) = (&generation.settings.milter, &old.settings.milter);

@@ -2,6 +2,7 @@
 //! derived once from a checked [`ServiceConfig`] at start and at every reload.
 
 use crate::config::{AccountsConfig, MilterConfig, QuarantineConfig, ServiceConfig, StateConfig};
+use crate::http::config::{HttpConfig, UsersConfig};
 use chaff::Reply;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +24,10 @@ pub struct Settings {
     pub reject_reply: Reply,
     /// The reply for oversize mail.
     pub oversize_reply: Reply,
+    /// The `[http]` table, if the file has one.
+    pub http: Option<HttpConfig>,
+    /// The `[users]` table.
+    pub users: UsersConfig,
 }
 
 impl Settings {
@@ -39,6 +44,8 @@ impl Settings {
             max_message_size: config.engine.max_message_size,
             reject_reply: config.engine.reject_reply.clone(),
             oversize_reply: config.engine.oversize_reply.clone(),
+            http: config.http.clone(),
+            users: config.users.clone(),
         })
     }
 
@@ -93,6 +100,8 @@ impl Default for Settings {
             max_message_size: config.engine.max_message_size,
             reject_reply: config.engine.reject_reply,
             oversize_reply: config.engine.oversize_reply,
+            http: config.http,
+            users: config.users,
         }
     }
 }
@@ -201,6 +210,32 @@ mod tests {
             (Some(3), Some("state.history"))
         );
         let e = load("[quarantine]\nmax_age = \"3 days\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn the_http_table_is_optional_and_checked_with_its_line() {
+        let c = load("").unwrap();
+        assert!(c.http.is_none(), "no [http] table: no listener");
+        let c = load("[http]\n").unwrap();
+        assert_eq!(c.http.unwrap().listen, "127.0.0.1:11333");
+        let e = load("[http]\nlisten = \"0.0.0.0:11333\"\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(2), Some("http.listen")));
+        assert!(e.to_string().contains("not a loopback address"), "{e}");
+        let e = load("[http]\ntls_cert = \"c.pem\"\n").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("http.tls_key"));
+        let c = load(
+            "[http]\nlisten = \"[::]:11333\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n\
+             [users]\nfile = \"users.toml\"\n",
+        )
+        .unwrap();
+        let h = c.http.unwrap();
+        assert_eq!(h.tls_cert.as_deref(), Some(Path::new("/etc/chaff/c.pem")));
+        assert_eq!(
+            c.users.file.as_deref(),
+            Some(Path::new("/etc/chaff/users.toml"))
+        );
+        let e = load("[users]\nfiles = \"x\"\n").unwrap_err();
         assert_eq!(e.line, Some(2));
     }
 }

@@ -5,7 +5,8 @@
 //! occurrences, read exactly as a scan reads them); this crate turns labelled
 //! messages into a model ([`train`]), corrects a model with one message
 //! ([`learn`]), compares with naive Bayes ([`bayes`]), reads labelled corpora
-//! ([`index`]), and measures accuracy ([`eval`]). Nothing here is linked into a scanner.
+//! ([`index`]), and measures accuracy ([`eval`]). Only [`learn`] is linked into the
+//! service (its `/learnspam` and `/learnham`); nothing here is on a scan's path.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -288,3 +288,40 @@ fn a_running_engine_picks_up_a_replaced_model() {
         "{why}"
     );
 }
+
+#[test]
+fn model_file_learners_wait_for_each_other_and_count_what_they_learned() {
+    use chaff_train::learn::{ModelFile, ModelFileError};
+    use std::time::Duration;
+    let reader = engine();
+    let model = train(&reader, &synthetic());
+    let (spam_before, ham_before) = (model.meta.stats.learned_spam, model.meta.stats.learned_ham);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.model");
+    format::save(&model, &path).expect("save");
+    let odd = mail("季度总结", "请查收本季度的项目总结，周五前反馈意见");
+
+    let mut first = ModelFile::open(&path).expect("open");
+    // A second learner cannot get in while the first holds the model.
+    match ModelFile::open_within(&path, Duration::from_millis(50)) {
+        Err(e @ ModelFileError::Busy(..)) => {
+            assert!(e.to_string().contains("another learner"), "{e}")
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    let l = first.learn(&reader, &odd, true);
+    assert!(l.after > l.before, "{l:?}");
+    first.learn(&reader, &odd, true);
+    // Released by save: the next learner sees the first one's update.
+    first.save().expect("save");
+    let mut second = ModelFile::open_within(&path, Duration::from_millis(50)).expect("open");
+    second.learn(&reader, &odd, false);
+    drop(second); // Dropped unsaved: nothing written, lock released.
+    let saved = format::load(&path).expect("load");
+    assert_eq!(saved.meta.stats.learned_spam, spam_before + 2);
+    assert_eq!(saved.meta.stats.learned_ham, ham_before);
+    assert!(ModelFile::open_within(&path, Duration::ZERO).is_ok());
+    // A missing model names its file.
+    let e = ModelFile::open(&dir.path().join("none.model")).unwrap_err();
+    assert!(e.to_string().contains("none.model"), "{e}");
+}
