@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod check;
 pub mod eval;
 pub mod explain_bounce;
+pub mod folds;
 pub mod labelled;
 pub mod learn;
 pub mod milter;

@@ -81,7 +81,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode, CliError> {
 }
 
 /// Reads and concatenates index files, in order.
-fn read_indexes(indexes: &[PathBuf]) -> Result<Vec<Labelled>, CliError> {
+pub(super) fn read_indexes(indexes: &[PathBuf]) -> Result<Vec<Labelled>, CliError> {
     let mut labelled = Vec::new();
     for idx in indexes {
         labelled.extend(index::read(idx)?);
@@ -90,7 +90,7 @@ fn read_indexes(indexes: &[PathBuf]) -> Result<Vec<Labelled>, CliError> {
 }
 
 /// The engine training reads mail with: the config's keywords and scoring, no model.
-fn reading_engine(config: &Config) -> Result<Engine, CliError> {
+pub(super) fn reading_engine(config: &Config) -> Result<Engine, CliError> {
     let mut config = config.clone();
     config.model = None;
     Ok(Engine::builder().config(config).build()?)
@@ -213,7 +213,8 @@ pub struct Ranking {
 }
 
 impl Ranking {
-    fn of(scored: &[(f64, bool)]) -> Ranking {
+    /// The figures of `(score, is_spam)` pairs.
+    pub fn of(scored: &[(f64, bool)]) -> Ranking {
         let auc = roc_auc(scored);
         Ranking {
             auc,

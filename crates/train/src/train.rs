@@ -78,6 +78,8 @@ pub struct TrainReport {
     pub keyword_factor: f64,
     /// Weight of the classifier log-odds in the combination.
     pub classifier_factor: f64,
+    /// What the admin should know about the training data (printed by `train`).
+    pub warnings: Vec<String>,
 }
 
 /// Learns a model from a stream of prepared examples.
@@ -152,6 +154,7 @@ impl Trainer {
             crossfit_auc: None,
             keyword_factor: 0.0,
             classifier_factor: 1.0,
+            warnings: Vec::new(),
         };
         let cache = &self.cache;
         let (nspam, nham) = label_counts(cache);
