@@ -1,19 +1,21 @@
-//! `chaff learn --spam|--ham PATH...`: correct the model with messages it got wrong
-//! (like `sa-learn`). The model named by the config is updated and replaced
+//! `chaff learn --spam PATH... --ham PATH...`: correct the model with messages it
+//! got wrong (like `sa-learn`): files, directories, Maildirs, mbox files. The model named by the config is updated and replaced
 //! atomically; scanners that are running pick it up within a second.
 
 use super::{CliError, load_config};
 use chaff::Engine;
 use chaff::classify::format;
 use chaff_train::learn_message;
-use chaff_train::train::unix_now;
+use chaff_train::train::{digest, unix_now};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `chaff learn`.
 #[derive(clap::Args)]
-#[command(group = clap::ArgGroup::new("label").required(true).args(["spam", "ham"]))]
+#[command(group = clap::ArgGroup::new("label").required(true).multiple(true).args(["spam", "ham"]))]
 pub struct LearnArgs {
     /// A configuration file; its `model = "PATH"` is the model updated.
     #[arg(long)]
@@ -21,19 +23,50 @@ pub struct LearnArgs {
     /// The model file to update (instead of the config's `model`).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// The messages are spam.
-    #[arg(long)]
-    pub spam: bool,
-    /// The messages are ham (legitimate mail).
-    #[arg(long)]
-    pub ham: bool,
-    /// Messages: files, directories (recursive), Maildirs, mbox files, `-` for stdin.
-    #[arg(required = true)]
+    /// Spam: the PATHs given with it, or (given alone, without paths) the PATHs
+    /// at the end of the command.
+    #[arg(long, num_args = 0.., value_name = "PATH")]
+    pub spam: Option<Vec<PathBuf>>,
+    /// Ham (legitimate mail), as for --spam.
+    #[arg(long, num_args = 0.., value_name = "PATH")]
+    pub ham: Option<Vec<PathBuf>>,
+    /// Messages with the one label given: files, directories (recursive),
+    /// Maildirs, mbox files, `-` for stdin.
     pub paths: Vec<PathBuf>,
+}
+
+/// The messages to learn, each list with its label.
+fn labelled_paths(args: &LearnArgs) -> Result<Vec<(bool, &[PathBuf])>, CliError> {
+    let mut lists: Vec<(bool, &[PathBuf])> = Vec::new();
+    for (spam, given) in [(true, &args.spam), (false, &args.ham)] {
+        if let Some(paths) = given
+            && !paths.is_empty()
+        {
+            lists.push((spam, paths));
+        }
+    }
+    if !args.paths.is_empty() {
+        let label = match (&args.spam, &args.ham) {
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            _ => {
+                return Err(
+                    "with both --spam and --ham, give each its paths (--spam PATH... --ham PATH...)"
+                        .into(),
+                );
+            }
+        };
+        lists.push((label, &args.paths));
+    }
+    if lists.is_empty() {
+        return Err("no messages to learn: --spam PATH... or --ham PATH...".into());
+    }
+    Ok(lists)
 }
 
 /// Learns every message and replaces the model file.
 pub fn run(args: LearnArgs) -> Result<ExitCode, CliError> {
+    let lists = labelled_paths(&args)?;
     let mut config = load_config(args.config.as_deref())?;
     let Some(path) = args.model.clone().or_else(|| config.model.clone()) else {
         return Err(
@@ -59,40 +92,67 @@ pub fn run(args: LearnArgs) -> Result<ExitCode, CliError> {
     let mut model = format::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     config.model = None;
     let engine = Engine::new(&config)?;
-    let spam = args.spam;
-    let label = if spam { "spam" } else { "ham" };
-    let (mut learned, mut changed, mut failures) = (0u64, 0u64, 0u64);
     let limit = engine.config().max_message_size;
-    for message in crate::input::messages(&args.paths, limit) {
-        let (name, input) = message.load(limit);
-        let raw = match input {
-            Ok(input) if input.is_complete() => input.bytes,
-            Ok(_) => {
-                eprintln!("chaff: {name}: larger than the limit of {limit} bytes, not learned");
-                failures += 1;
-                continue;
+    let (mut learned, mut changed, mut failures, mut duplicates) = ([0u64; 2], 0u64, 0u64, 0u64);
+    // Byte-identical copies (the same message in two folders, or given twice) are
+    // learned once, with the label they were first given.
+    let mut seen: HashMap<u128, (bool, String)> = HashMap::new();
+    for (spam, paths) in lists {
+        let label = if spam { "spam" } else { "ham" };
+        for message in crate::input::messages(paths, limit) {
+            let (name, input) = message.load(limit);
+            let raw = match input {
+                Ok(input) if input.is_complete() => input.bytes,
+                Ok(_) => {
+                    eprintln!("chaff: {name}: larger than the limit of {limit} bytes, not learned");
+                    failures += 1;
+                    continue;
+                }
+                Err(e) => {
+                    eprintln!("chaff: {name}: {e}");
+                    failures += 1;
+                    continue;
+                }
+            };
+            match seen.entry(digest(&raw)) {
+                Entry::Occupied(first) => {
+                    let (first_spam, first_name) = first.get();
+                    duplicates += 1;
+                    let note = if *first_spam == spam {
+                        String::new()
+                    } else {
+                        format!(
+                            " (given as {} there: not learned as {label})",
+                            if *first_spam { "spam" } else { "ham" }
+                        )
+                    };
+                    println!("{name}\t{label}\tsame bytes as {first_name}, learned once{note}");
+                    continue;
+                }
+                Entry::Vacant(v) => {
+                    v.insert((spam, name.clone()));
+                }
             }
-            Err(e) => {
-                eprintln!("chaff: {name}: {e}");
-                failures += 1;
-                continue;
-            }
-        };
-        let l = learn_message(&engine, &mut model, &raw, spam);
-        learned += 1;
-        changed += u64::from(l.steps > 0);
-        println!("{name}\t{label}\tscore {:.2} -> {:.2}", l.before, l.after);
+            let l = learn_message(&engine, &mut model, &raw, spam);
+            learned[usize::from(spam)] += 1;
+            changed += u64::from(l.steps > 0);
+            println!("{name}\t{label}\tscore {:.2} -> {:.2}", l.before, l.after);
+        }
     }
-    if spam {
-        model.meta.stats.learned_spam += learned;
-    } else {
-        model.meta.stats.learned_ham += learned;
-    }
+    model.meta.stats.learned_ham += learned[0];
+    model.meta.stats.learned_spam += learned[1];
     model.meta.stats.updated = unix_now();
     format::save(&model, &path).map_err(|e| format!("{}: {e}", path.display()))?;
     drop(lock);
+    let dups = if duplicates > 0 {
+        format!(", {duplicates} duplicate(s) learned once")
+    } else {
+        String::new()
+    };
     eprintln!(
-        "chaff: learned {learned} message(s) as {label} ({changed} changed the model): {}",
+        "chaff: learned {} message(s) as spam and {} as ham ({changed} changed the model{dups}): {}",
+        learned[1],
+        learned[0],
         path.display()
     );
     Ok(if failures > 0 {
