@@ -25,6 +25,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
     for warning in warnings(&args.file, &config)? {
         eprintln!("warning: {warning}");
     }
+    super::warn_outdated_model(&engine, &config);
     let kw = engine.keywords();
     let sources = KnowledgeSources::from_file(&ConfigFile::load(&args.file)?)?;
     let kb = KnowledgeBase::load(&sources)?;

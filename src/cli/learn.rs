@@ -90,6 +90,9 @@ pub fn run(args: LearnArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| format!("{}: {e}", lock_path.display()))?;
 
     let mut model = format::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(notice) = model.outdated() {
+        eprintln!("chaff: warning: {}: {notice}", path.display());
+    }
     config.model = None;
     let engine = Engine::new(&config)?;
     let limit = engine.config().max_message_size;

@@ -120,7 +120,7 @@ fn boundary_missing(head: &Message<'_>, body: &[u8]) -> bool {
 }
 
 /// Skips an mbox `From ` line: files saved one message each often keep it.
-fn skip_envelope_line(raw: &[u8]) -> &[u8] {
+pub fn skip_envelope_line(raw: &[u8]) -> &[u8] {
     if raw.starts_with(b"From ") {
         match memchr::memchr(b'\n', raw) {
             Some(i) => &raw[i + 1..],

@@ -113,9 +113,40 @@ impl Segmenter {
                 .extend(boundaries.iter().map(|&b| ws + b as usize));
         }
         let at = |b: usize| b <= ws || b >= we || cache.boundaries.binary_search(&b).is_ok();
-        at(start) && at(end)
+        if at(start) && at(end) {
+            return true;
+        }
+        // Not a word of its own: it may still be one of the two words a compound
+        // is made of (特价|机票, 优惠|价格, 发财|致富). The hit must start or end
+        // the word it lies in, and the rest of that word must be a dictionary word
+        // of at least two characters: 电影|院, 基金|会 and 成功|率 leave one
+        // character, and a hit that straddles two words (新一代|开发 has no 代开)
+        // lies in no single word.
+        let word_start = match cache.boundaries.binary_search(&start) {
+            Ok(_) => start,
+            Err(i) => i.checked_sub(1).map_or(ws, |j| cache.boundaries[j].max(ws)),
+        };
+        let word_end = match cache.boundaries.binary_search(&end) {
+            Ok(_) => end,
+            Err(i) => cache.boundaries.get(i).map_or(we, |&b| b.min(we)),
+        };
+        let rest = match (word_start == start, word_end == end) {
+            (true, false) => &text[end..word_end],
+            (false, true) => &text[word_start..start],
+            _ => return false,
+        };
+        // A word boundary inside the rest would mean the hit is not in one word.
+        let inside = |b: &usize| *b > word_start && *b < word_end && *b != start && *b != end;
+        rest.chars().nth(MIN_COMPOUND_PART - 1).is_some()
+            && !cache.boundaries.iter().any(inside)
+            && self.jieba().has_word(rest)
     }
 }
+
+/// The other word of a compound that a keyword begins or ends (优惠|价格) must have
+/// at least this many characters: a keyword plus one character (电影院, 基金会,
+/// 成功率) is a different word.
+pub const MIN_COMPOUND_PART: usize = 2;
 
 /// Windows whose segmentation a thread remembers, at most.
 pub const MEMO_WINDOWS: usize = 16 * 1024;
@@ -213,6 +244,39 @@ mod tests {
         assert!(word(&s, "购买股票基金", "基金"));
         assert!(!word(&s, "新一代开发平台", "代开"));
         assert!(!word(&s, "一直投入研发", "直投"));
+    }
+
+    /// Issue 13: a keyword that begins or ends a compound of two dictionary words
+    /// counts; one with a single character added, or straddling two words, does
+    /// not.
+    #[test]
+    fn keywords_in_compounds_of_two_words() {
+        let s = seg();
+        // The compound is one jieba word: keyword + a word of two characters or more.
+        for (text, kw) in [
+            ("订购特价机票请回复", "特价"),
+            ("本店优惠价格一览", "优惠"),
+            ("教你发财致富的秘诀", "发财"),
+            ("教你发财致富的秘诀", "致富"),
+            ("我们提供免费邮箱服务", "免费"),
+        ] {
+            let start = text.find(kw).unwrap();
+            let mut cache = WindowCache::default();
+            assert!(
+                s.is_word(text, start, start + kw.len(), &mut cache),
+                "{kw} in {text}"
+            );
+        }
+        // Keyword + one character, and a keyword across two words: not counted.
+        for (text, kw) in [
+            ("我们周末去电影院看看", "电影"),
+            ("他在慈善基金会工作", "基金"),
+            ("这次手术的成功率很高", "成功"),
+            ("新一代开发平台", "代开"),
+            ("一直投入研发", "直投"),
+        ] {
+            assert!(!word(&s, text, kw), "{kw} in {text}");
+        }
     }
 
     #[test]

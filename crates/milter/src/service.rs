@@ -83,6 +83,9 @@ impl Generation {
             message,
         })?;
         let engine = Engine::new(&config.engine)?;
+        if let Some(notice) = engine.model_notice() {
+            warn!(model = ?config.engine.model, "{notice}");
+        }
         engine.wait_ready();
         Ok(Generation {
             engine,

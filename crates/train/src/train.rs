@@ -75,8 +75,8 @@ pub struct Example {
     /// `(keyword index, diminishing-returns count)` for each keyword found.
     pub keywords: Vec<(u32, f32)>,
     /// A 128-bit hash of the message's bytes ([`digest`]): byte-identical messages
-    /// share it and are learned once; it also places the message in the canonical
-    /// training order.
+    /// (an mbox `From ` line and trailing line ends aside) share it and are
+    /// learned once; it also places the message in the canonical training order.
     pub digest: u128,
     /// The `Date:` header, seconds since the Unix epoch, when it parses (the order
     /// of `--chronological`).
@@ -85,9 +85,16 @@ pub struct Example {
 
 /// The hash that identifies a message's bytes (XXH3-128): stable across runs,
 /// machines and versions, so a training order and a duplicate are the same
-/// everywhere.
+/// everywhere. A leading mbox `From ` line and the line ends after the last line
+/// are left out, so a message copied between an mbox file and a Maildir is still
+/// the same message.
 pub fn digest(raw: &[u8]) -> u128 {
-    twox_hash::XxHash3_128::oneshot(raw)
+    let raw = chaff::parse::skip_envelope_line(raw);
+    let end = raw
+        .iter()
+        .rposition(|b| !matches!(b, b'\r' | b'\n'))
+        .map_or(0, |i| i + 1);
+    twox_hash::XxHash3_128::oneshot(&raw[..end])
 }
 
 /// Prepares one labelled message for training: the same decoding, normalisation,
@@ -777,6 +784,17 @@ mod tests {
         // The streamed messages were learned in different orders, so the weights
         // may differ a little; the calibration rests on the same cached set.
         assert_eq!(a.meta.thresholds.is_some(), b.meta.thresholds.is_some());
+    }
+
+    #[test]
+    fn a_copy_from_an_mbox_has_the_same_digest() {
+        let file = b"Subject: x\r\n\r\nbody\r\n";
+        assert_eq!(
+            digest(file),
+            digest(b"From a@b Sat Jan  1 00:00:00 2000\nSubject: x\r\n\r\nbody\r\n\n")
+        );
+        assert_ne!(digest(file), digest(b"Subject: x\r\n\r\nbody.\r\n"));
+        assert_ne!(digest(file), digest(b"Subject: x\r\n\r\n body\r\n"));
     }
 
     #[test]

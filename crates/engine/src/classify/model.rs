@@ -169,6 +169,20 @@ impl Model {
         }
     }
 
+    /// What an admin should be told about a model made by an older tokeniser
+    /// (`None` for a current one): it is scanned with the features it was trained
+    /// on and keeps working, but misses what the current tokeniser reads.
+    pub fn outdated(&self) -> Option<String> {
+        (self.meta.features_version < FEATURES_VERSION).then(|| {
+            format!(
+                "the model was trained with tokeniser version {} (this chaff trains version {FEATURES_VERSION}): \
+                 it keeps working as trained, but reads only the HTML of multipart/alternative mail; \
+                 retrain it with `chaff train` to use the current tokeniser",
+                self.meta.features_version
+            )
+        })
+    }
+
     /// The log-odds of spam for a message's features.
     #[inline]
     pub fn logit(&self, feats: &[Feature]) -> f64 {
