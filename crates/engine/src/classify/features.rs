@@ -71,7 +71,7 @@ impl Default for FeatureConfig {
             cjk_unigrams: true,
             cjk_bigrams: true,
             cjk_trigrams: false,
-            word_bigrams: false,
+            word_bigrams: true,
             headers: true,
             max_body_bytes: 4096,
         }
@@ -904,7 +904,7 @@ mod tests {
         let mut ex = Extractor::new(&small());
         ex.add_text(Field::Body, "免费 免费 免费 free free");
         let n = ex.features().len();
-        assert_eq!(n, 4, "{:?}", tokens(&ex)); // 免 费 免费 free
+        assert_eq!(n, 5, "{:?}", tokens(&ex)); // 免 费 免费 free, the pair "free free"
         ex.clear();
         assert!(ex.features().is_empty());
         ex.add_text(Field::Body, "免费");

@@ -30,7 +30,7 @@ impl Default for LearnParams {
     fn default() -> Self {
         LearnParams {
             rate: 2.0,
-            confident: 0.8,
+            confident: 0.9,
             passes: 3,
         }
     }
