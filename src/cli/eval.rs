@@ -45,6 +45,10 @@ pub struct EvalArgs {
     /// and the pooled held-out scores (`scores.ORDER`: `LABEL SCORE PATH`) here.
     #[arg(long, value_name = "DIR", requires = "folds")]
     pub write_folds: Option<PathBuf>,
+    /// With --train or --split: train as `chaff train --chronological` does (in
+    /// `Date:` order, thresholds by forward chaining).
+    #[arg(long)]
+    pub chronological: bool,
     /// With --train or --split: the classifier to measure.
     #[arg(long, value_enum, default_value_t = super::train::Method::Logistic)]
     pub method: super::train::Method,
@@ -113,15 +117,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
         );
     }
     if !args.train.is_empty() || args.split.is_some() {
-        return super::train::eval_trained(
-            args.batch.config.as_deref(),
-            args.batch.format,
-            args.batch.jobs,
-            &args.train,
-            args.split,
-            args.method,
-            &args.indexes,
-        );
+        return super::train::eval_trained(&args);
     }
     let engine = engine(args.batch.config.as_deref())?;
     let mut labelled = Vec::new();

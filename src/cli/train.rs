@@ -15,7 +15,7 @@ use chaff_train::bayes::Bayes;
 use chaff_train::eval::{Confusion, fpr_at_recall, recall_at_fpr, roc_auc};
 use chaff_train::train::{Example, Order, TrainReport, Trainer, prepare};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -363,18 +363,17 @@ pub struct TrainEvalReport {
     pub msgs_per_sec: f64,
 }
 
-/// `chaff eval` in train/test mode: train on `train` indexes (or the first `split`
-/// of `tests`), measure on the rest.
-pub fn eval_trained(
-    config: Option<&Path>,
-    format: Format,
-    jobs: usize,
-    train_indexes: &[PathBuf],
-    split: Option<f64>,
-    method: Method,
-    tests: &[PathBuf],
-) -> Result<ExitCode, CliError> {
-    let config = load_config(config)?;
+/// `chaff eval` in train/test mode: train on `--train` indexes (or the first
+/// `--split` of the indexes), measure on the rest.
+pub fn eval_trained(args: &super::eval::EvalArgs) -> Result<ExitCode, CliError> {
+    let (format, jobs) = (args.batch.format, args.batch.jobs);
+    let (train_indexes, split, tests) = (&args.train, args.split, &args.indexes);
+    let order = if args.chronological {
+        Order::Chronological
+    } else {
+        Order::Shuffled
+    };
+    let config = load_config(args.batch.config.as_deref())?;
     let (train_set, test_set) = match split {
         Some(f) => {
             if !(f > 0.0 && f < 1.0) {
@@ -391,8 +390,8 @@ pub fn eval_trained(
     if train_set.is_empty() || test_set.is_empty() {
         return Err("nothing to train on or nothing to test".into());
     }
-    let report = match method {
-        Method::Logistic => eval_logistic(&config, train_set, test_set, jobs)?,
+    let report = match args.method {
+        Method::Logistic => eval_logistic(&config, train_set, test_set, order, jobs)?,
         Method::Bayes => eval_bayes(&config, train_set, test_set, jobs)?,
     };
     match format {
@@ -410,9 +409,10 @@ fn eval_logistic(
     config: &Config,
     train_set: Vec<Labelled>,
     test_set: Vec<Labelled>,
+    order: Order,
     jobs: usize,
 ) -> Result<TrainEvalReport, CliError> {
-    let (model, train) = train(config, train_set, Order::Shuffled, jobs)?;
+    let (model, train) = train(config, train_set, order, jobs)?;
     let model_bytes = format::to_bytes(&model).ok().map(|b| b.len() as u64);
     let mut config = config.clone();
     config.model = None;

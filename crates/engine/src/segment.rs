@@ -2,7 +2,9 @@
 //!
 //! Chinese has no spaces, so a substring match over-counts: 电影 is in 电影院
 //! (cinema), 基金 in 基金会 (foundation), 成功 in 成功率. jieba's dictionary-based
-//! segmentation tells them apart. It is the most expensive stage (about 50 MB/s),
+//! segmentation tells them apart. A keyword also counts where it begins or ends a
+//! compound jieba keeps whole, when the rest is a dictionary word of two characters
+//! or more (特价|机票, 优惠|价格, 发财|致富): see [`Segmenter::is_word`]. It is the most expensive stage (about 50 MB/s),
 //! so only a short window of Han text around each hit is segmented, never the whole
 //! message. The dictionary takes ~100 ms to load, so by default it is built on a
 //! background thread when the engine is made and waited for only at the first
@@ -72,8 +74,10 @@ impl Segmenter {
         self.jieba.wait()
     }
 
-    /// Is `text[start..end]` made of whole words in jieba's segmentation of the Han
-    /// text around it? Boundaries with non-Han text always count as word boundaries.
+    /// Is `text[start..end]` a word in jieba's segmentation of the Han text around
+    /// it: whole words, or one of the two dictionary words a longer word is made
+    /// of ([`MIN_COMPOUND_PART`])? Boundaries with non-Han text always count as word
+    /// boundaries.
     pub fn is_word(&self, text: &str, start: usize, end: usize, cache: &mut WindowCache) -> bool {
         let (ws, we) = match cache.range {
             // The previous window covers this hit well inside: reuse it.

@@ -38,6 +38,7 @@ use chaff_train::folds::assign;
 use chaff_train::index;
 use rayon::prelude::*;
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Messages a keyword must occur in, in a corpus, for that corpus's log-odds to
@@ -205,6 +206,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect()
     };
     let q = config.thresholds_for(false).quarantine;
+    let mut out = std::io::stdout().lock();
     let score_all = |set: &chaff::keywords::KeywordSet, which: &dyn Fn(usize) -> bool| {
         let mut per: Vec<Vec<(f64, bool)>> = vec![Vec::new(); corpora];
         for (i, m) in messages.iter().enumerate() {
@@ -235,8 +237,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fitted = refit(&all);
     let as_listed = score_all(&kw, &|_| true);
     let in_sample = score_all(&weighted(&fitted), &|_| true);
-    println!("# keyword-only scoring, quarantine threshold {q}; {folds} folds, seed {seed}");
-    println!("# corpus\tweights\trecall\tham FPR (ham)\tAUC\trecall@0.1%FPR\trecall@1%FPR");
+    writeln!(
+        out,
+        "# keyword-only scoring, quarantine threshold {q}; {folds} folds, seed {seed}"
+    )?;
+    writeln!(
+        out,
+        "# corpus\tweights\trecall\tham FPR (ham)\tAUC\trecall@0.1%FPR\trecall@1%FPR"
+    )?;
     for c in 0..corpora {
         for (name, scored) in [
             ("lists as they stand", &as_listed[c]),
@@ -244,7 +252,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ("refitted, out of sample", &oos[c]),
         ] {
             let f = figures(scored, q);
-            println!(
+            writeln!(
+                out,
                 "{}\t{name}\t{:.2} %\t{:.3} % ({})\t{:.4}\t{:.2} %\t{:.2} %",
                 indexes[c].display(),
                 100.0 * f.recall,
@@ -253,24 +262,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 f.auc,
                 100.0 * f.r01,
                 100.0 * f.r1
-            );
+            )?;
         }
     }
-    println!(
+    writeln!(
+        out,
         "# Latin keywords fitted on all the data: keyword, list weight -> fitted, then (spam, ham) messages per corpus"
-    );
+    )?;
     for k in (0..n).filter(|&k| latin[k]) {
         let counts: Vec<String> = (0..corpora)
             .map(|c| format!("{}/{}", all.docs[c][k].0, all.docs[c][k].1))
             .collect();
-        println!(
+        writeln!(
+            out,
             "{}\t{}\t{} -> {}\t{}",
             kw.categories[kw.keywords[k].category],
             kw.keywords[k].text,
             list[k],
             fitted[k],
             counts.join("\t")
-        );
+        )?;
     }
     Ok(())
 }

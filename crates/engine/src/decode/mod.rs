@@ -2,7 +2,8 @@
 //!
 //! Each text part is re-decoded from its raw bytes (see [`transfer`] and
 //! [`charset`]) rather than trusted to the parser, because real mail lies about its
-//! encodings. HTML is reduced to its visible text ([`html`]). A message whose
+//! encodings. HTML is reduced to its visible text ([`html`]). Every alternative of
+//! a multipart/alternative is read and marked ([`Alternative`]). A message whose
 //! multipart structure is broken (trec06c strips boundaries) is read as one body.
 //! The total text per message is bounded so that a hostile message costs at most
 //! a fixed amount of work: the bound counts the text that is scanned (visible text,
