@@ -315,3 +315,61 @@ fn a_model_written_before_issue_13_still_loads_and_scores_as_it_did() {
         .arg(corpus().join("ham/en-essex-sussex.eml")));
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// `chaff eval --folds`: every message held out once, the training orders
+/// measured on the same folds (and, training being order-free, alike), the folds
+/// written for another filter.
+#[test]
+fn eval_folds_pools_held_out_scores_and_writes_the_folds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(chaff()
+        .args([
+            "eval",
+            "--folds",
+            "3",
+            "--seed",
+            "7",
+            "--train-order",
+            "shuffled,sorted",
+            "--jobs",
+            "2",
+            "--format",
+            "json",
+            "--write-folds",
+        ])
+        .arg(dir.path())
+        .arg(corpus().join("index")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reports: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(reports.len(), 2);
+    let index = fs::read_to_string(corpus().join("index")).expect("index");
+    let n = index.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    for r in &reports {
+        assert_eq!(r["messages"].as_u64(), Some(n), "{r}");
+        assert_eq!(r["crossfit_auc"].as_array().map(Vec::len), Some(3), "{r}");
+    }
+    assert_eq!(reports[0]["train_order"], "shuffled");
+    assert_eq!(reports[1]["train_order"], "sorted");
+    assert_eq!(reports[0]["auc"], reports[1]["auc"]);
+    assert_eq!(reports[0]["quarantine"], reports[1]["quarantine"]);
+    // Each message in exactly one test fold; a fold's training set is the rest.
+    let mut tested = Vec::new();
+    for f in 1..=3 {
+        let test = fs::read_to_string(dir.path().join(format!("fold{f}.test"))).expect("test");
+        let train = fs::read_to_string(dir.path().join(format!("fold{f}.train"))).expect("train");
+        assert_eq!(
+            (test.lines().count() + train.lines().count()) as u64,
+            n,
+            "fold {f}"
+        );
+        tested.extend(test.lines().map(str::to_string));
+    }
+    tested.sort();
+    tested.dedup();
+    assert_eq!(tested.len() as u64, n);
+    let scores = fs::read_to_string(dir.path().join("scores.sorted")).expect("scores");
+    assert_eq!(scores.lines().count() as u64, n);
+}
