@@ -372,8 +372,8 @@ impl Engine {
                 window,
                 shown,
             } = &mut *guard;
-            // (keyword, text number in `all_texts`, byte range in that text)
-            let mut hits: Vec<(u32, usize, std::ops::Range<usize>)> = Vec::new();
+            // (keyword, text number in `all_texts`, byte range in that text, strength)
+            let mut hits: Vec<Located> = Vec::new();
             let v1 = features.as_ref().is_some_and(|(_, version)| *version < 2);
             for (part, (source, text)) in decoded.all_texts().enumerate() {
                 let field = if source == TextSource::Subject {
@@ -417,12 +417,16 @@ impl Engine {
                 self.matcher.find_into(&normalised.text, occurrences);
                 for occ in occurrences.iter() {
                     let (s, e) = (occ.start as usize, occ.end as usize);
-                    if self.cjk[occ.keyword as usize]
-                        && !self.segmenter.is_word(&normalised.text, s, e, window)
-                    {
+                    let strength = if self.cjk[occ.keyword as usize] {
+                        self.segmenter.strength(&normalised.text, s, e, window)
+                    } else {
+                        1.0
+                    };
+                    if strength <= 0.0 {
                         continue;
                     }
-                    hits.push((occ.keyword, part, normalised.source_range(text, s, e)));
+                    let range = normalised.source_range(text, s, e);
+                    hits.push((occ.keyword, part, range, strength));
                 }
             }
             if decoded.texts.iter().any(|t| t.alternative.is_some()) {
@@ -432,7 +436,7 @@ impl Engine {
             shown.clear();
             shown.resize(self.keywords.keywords.len(), 0);
             hits.into_iter()
-                .map(|(keyword, part, range)| {
+                .map(|(keyword, part, range, strength)| {
                     let (source, text) = match part.checked_sub(1) {
                         None => (TextSource::Subject, decoded.subject.as_str()),
                         Some(i) => (decoded.texts[i].source, decoded.texts[i].text.as_str()),
@@ -452,6 +456,7 @@ impl Engine {
                             offset: range.start,
                             excerpt,
                         },
+                        strength,
                     }
                 })
                 .collect()
@@ -459,15 +464,16 @@ impl Engine {
     }
 }
 
+/// A located occurrence before it becomes a [`Found`]: (keyword, text number in
+/// `all_texts`, byte range in that text, strength).
+type Located = (u32, usize, std::ops::Range<usize>, f64);
+
 /// Keeps, for each multipart/alternative group and keyword, only the occurrences
 /// in the alternative where the keyword occurs most (the first such alternative
 /// on a tie): the alternatives are one content in several forms, so a word they
 /// share counts once, and a word only one of them has still counts.
 /// `hits` are `(keyword, text number in all_texts, range)`; text 0 is the subject.
-fn once_per_alternative(
-    hits: &mut Vec<(u32, usize, std::ops::Range<usize>)>,
-    texts: &[decode::DecodedText],
-) {
+fn once_per_alternative(hits: &mut Vec<Located>, texts: &[decode::DecodedText]) {
     let alternative = |part: usize| {
         part.checked_sub(1)
             .and_then(|i| texts.get(i))
@@ -477,7 +483,7 @@ fn once_per_alternative(
     // (group, keyword): sorted, so a message with many hits costs n log n.
     let mut keys: Vec<(u32, u32, u32)> = hits
         .iter()
-        .filter_map(|(k, part, _)| alternative(*part).map(|a| (a.group, *k, a.branch)))
+        .filter_map(|(k, part, _, _)| alternative(*part).map(|a| (a.group, *k, a.branch)))
         .collect();
     keys.sort_unstable();
     let mut best: Vec<((u32, u32), u32, usize)> = Vec::new(); // ((group, keyword), branch, count)
@@ -492,7 +498,7 @@ fn once_per_alternative(
             _ => best.push(((g, k), b, run.len())),
         }
     }
-    hits.retain(|(k, part, _)| match alternative(*part) {
+    hits.retain(|(k, part, _, _)| match alternative(*part) {
         None => true,
         Some(a) => best
             .binary_search_by(|e| e.0.cmp(&(a.group, *k)))
