@@ -72,7 +72,10 @@ fn state_and_quarantine_tables_are_checked() {
     // No warning; only the note that the service will make the release key.
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("warning"), "{err}");
-    assert!(err.contains("release key") && err.contains("does not exist yet"), "{err}");
+    assert!(
+        err.contains("release key") && err.contains("does not exist yet"),
+        "{err}"
+    );
     // Store mode without a relay: valid, but a release could not deliver.
     let out = check("[quarantine]\nmode = \"store\"\n");
     assert!(out.status.success());

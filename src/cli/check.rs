@@ -42,6 +42,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CliError> {
             Err(e) => eprintln!("warning: {e}"),
         }
     }
+    super::warn_outdated_model(&engine, &config);
     let kw = engine.keywords();
     let sources = KnowledgeSources::from_file(&ConfigFile::load(&args.file)?)?;
     let kb = KnowledgeBase::load(&sources)?;

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod check;
 pub mod eval;
 pub mod explain_bounce;
+pub mod folds;
 pub mod labelled;
 pub mod learn;
 pub mod milter;
@@ -50,9 +51,25 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
     Ok(load_service_config(path)?.engine)
 }
 
-/// Builds the engine for a command.
+/// Builds the engine for a command, and says on stderr if its model should be
+/// retrained.
 pub fn engine(config: Option<&Path>) -> Result<Engine, CliError> {
-    Ok(Engine::new(&load_config(config)?)?)
+    let config = load_config(config)?;
+    let engine = Engine::new(&config)?;
+    warn_outdated_model(&engine, &config);
+    Ok(engine)
+}
+
+/// Prints [`Engine::model_notice`] on stderr, naming the model file.
+pub fn warn_outdated_model(engine: &Engine, config: &chaff::Config) {
+    if let Some(notice) = engine.model_notice() {
+        let file = config
+            .model
+            .as_deref()
+            .map(|p| format!("{}: ", p.display()))
+            .unwrap_or_default();
+        eprintln!("chaff: warning: {file}{notice}");
+    }
 }
 
 /// A progress bar on stderr, shown only when stderr is a terminal.

@@ -282,11 +282,11 @@ pub fn run(args: QuarantineArgs) -> Result<ExitCode, CliError> {
             let by = operator();
             if learn_spam {
                 // Learn first: if the model cannot be updated, nothing is deleted.
-                let mut learner = super::learn::Learner::open(config.engine.clone(), None, true)?;
+                let mut learner = super::learn::Learner::open(config.engine.clone(), None)?;
                 for &id in &ids {
                     match store.message(id)? {
                         Some(m) => {
-                            let l = learner.learn(&m);
+                            let l = learner.learn(&m, true);
                             println!("{id}\tspam\tscore {:.2} -> {:.2}", l.before, l.after);
                         }
                         None => eprintln!("chaff: {id}: no message to learn"),
@@ -303,7 +303,8 @@ pub fn run(args: QuarantineArgs) -> Result<ExitCode, CliError> {
                     })?;
                 }
                 eprintln!(
-                    "chaff: learned {learned} message(s) as spam: {}",
+                    "chaff: learned {} message(s) as spam: {}",
+                    learned[1],
                     path.display()
                 );
             }

@@ -1,4 +1,5 @@
-//! `chaff train`: learn a model from TREC-style labelled indexes; and the train/test
+//! `chaff train`: learn a model from TREC-style labelled indexes and from mailboxes
+//! given as spam or ham (files, directories, Maildirs, mbox files); and the train/test
 //! modes of `chaff eval` (`--train INDEX`, `--split FRACTION`), which train the same
 //! way in memory and then measure the model on mail it has not seen.
 
@@ -12,9 +13,9 @@ use chaff::classify::{ClassifierConfig, format};
 use chaff::{Config, Engine};
 use chaff_train::bayes::Bayes;
 use chaff_train::eval::{Confusion, fpr_at_recall, recall_at_fpr, roc_auc};
-use chaff_train::train::{Example, TrainReport, Trainer, prepare};
+use chaff_train::train::{Example, Order, TrainReport, Trainer, prepare};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -26,9 +27,22 @@ pub struct TrainArgs {
     /// Where to write the model (replaced atomically).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Index files: lines of `spam PATH` or `ham PATH`, relative to the index, in
-    /// the order the mail arrived.
-    #[arg(required = true)]
+    /// Spam: message files, directories (recursive), Maildirs, mbox files (the
+    /// option may be repeated and takes several paths; put index files before it
+    /// or after `--`).
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    pub spam: Vec<PathBuf>,
+    /// Ham (legitimate mail): message files, directories, Maildirs, mbox files.
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    pub ham: Vec<PathBuf>,
+    /// Learn in the order of the messages' `Date:` headers and fit the thresholds
+    /// by forward chaining (each period scored by a model of the periods before
+    /// it), as a deployed model meets mail. By default the order the messages are
+    /// given in does not matter.
+    #[arg(long)]
+    pub chronological: bool,
+    /// Index files: lines of `spam PATH` or `ham PATH`, relative to the index.
+    #[arg(required_unless_present_any = ["spam", "ham"])]
     pub indexes: Vec<PathBuf>,
 }
 
@@ -45,21 +59,42 @@ pub struct TrainSummary {
     pub unreadable: u64,
     /// Training throughput, reading and decoding included.
     pub msgs_per_sec: f64,
+    /// Byte-identical copies of a message already given, learned once.
+    pub duplicates: u64,
     /// ROC AUC of the cross-fitted scores on the training data.
     pub crossfit_auc: Option<f64>,
+    /// ROC AUC of the final model's scores on the training data.
+    pub insample_auc: Option<f64>,
+    /// Each calibration fold's cross-fitted AUC.
+    pub fold_auc: Vec<Option<f64>>,
+    /// What the admin should know about the training data (also on stderr).
+    pub warnings: Vec<String>,
     /// The thresholds chosen (score points) and what they give on the training data.
     pub thresholds: Option<TrainedThresholds>,
     /// The model file size in bytes (when written).
     pub model_bytes: Option<u64>,
 }
 
-/// Trains on every index and writes the model.
+/// Trains on every index and mailbox and writes the model.
 pub fn run(args: TrainArgs) -> Result<ExitCode, CliError> {
     let config = load_config(args.batch.config.as_deref())?;
     let labelled = read_indexes(&args.indexes)?;
-    let (model, summary) = train(&config, labelled, args.batch.jobs)?;
+    let sources = Sources {
+        labelled,
+        spam: args.spam,
+        ham: args.ham,
+    };
+    let order = if args.chronological {
+        Order::Chronological
+    } else {
+        Order::Shuffled
+    };
+    let (model, summary) = train(&config, sources, order, args.batch.jobs)?;
     if summary.messages == 0 {
         return Err("no message could be read: nothing to train on".into());
+    }
+    for w in &summary.warnings {
+        eprintln!("chaff: warning: {w}");
     }
     format::save(&model, &args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
     let summary = TrainSummary {
@@ -80,8 +115,32 @@ pub fn run(args: TrainArgs) -> Result<ExitCode, CliError> {
     })
 }
 
+/// What `train` learns from: index entries, and messages found under paths given
+/// as spam or as ham.
+pub(super) struct Sources {
+    labelled: Vec<Labelled>,
+    spam: Vec<PathBuf>,
+    ham: Vec<PathBuf>,
+}
+
+impl From<Vec<Labelled>> for Sources {
+    fn from(labelled: Vec<Labelled>) -> Sources {
+        Sources {
+            labelled,
+            spam: Vec::new(),
+            ham: Vec::new(),
+        }
+    }
+}
+
+/// One message to learn, not yet read.
+enum Item {
+    Indexed(Labelled),
+    Mailbox(crate::input::Message, bool),
+}
+
 /// Reads and concatenates index files, in order.
-fn read_indexes(indexes: &[PathBuf]) -> Result<Vec<Labelled>, CliError> {
+pub(super) fn read_indexes(indexes: &[PathBuf]) -> Result<Vec<Labelled>, CliError> {
     let mut labelled = Vec::new();
     for idx in indexes {
         labelled.extend(index::read(idx)?);
@@ -90,32 +149,68 @@ fn read_indexes(indexes: &[PathBuf]) -> Result<Vec<Labelled>, CliError> {
 }
 
 /// The engine training reads mail with: the config's keywords and scoring, no model.
-fn reading_engine(config: &Config) -> Result<Engine, CliError> {
+pub(super) fn reading_engine(config: &Config) -> Result<Engine, CliError> {
     let mut config = config.clone();
     config.model = None;
     Ok(Engine::builder().config(config).build()?)
 }
 
-/// Trains a model on labelled messages (in their order).
+/// Trains a model on labelled messages.
 fn train(
     config: &Config,
-    labelled: Vec<Labelled>,
+    sources: impl Into<Sources>,
+    order: Order,
     jobs: usize,
 ) -> Result<(Model, TrainSummary), CliError> {
+    let Sources {
+        labelled,
+        spam,
+        ham,
+    } = sources.into();
     let engine = reading_engine(config)?;
     let cfg = &config.classifier;
     let features = cfg.feature_config();
     let ordered = Ordered::new(jobs);
-    let bar = progress(Some(labelled.len() as u64));
-    let mut trainer = Trainer::new(cfg);
+    let mailboxes = !spam.is_empty() || !ham.is_empty();
+    let bar = progress((!mailboxes).then_some(labelled.len() as u64));
+    let mut trainer = match order {
+        Order::Shuffled => Trainer::new(cfg),
+        Order::Chronological => Trainer::chronological(cfg),
+    };
     let mut unreadable = 0u64;
     let started = Instant::now();
     let limit = config.max_message_size;
+    let items = labelled
+        .into_iter()
+        .map(Item::Indexed)
+        .chain(crate::input::messages(&spam, limit).map(|m| Item::Mailbox(m, true)))
+        .chain(crate::input::messages(&ham, limit).map(|m| Item::Mailbox(m, false)));
     ordered.run(
-        labelled,
-        |item| match crate::input::read_whole(&item.path, limit) {
-            Ok(raw) => Ok(prepare(&engine, &features, &raw, item.spam)),
-            Err(e) => Err(format!("{}: {e}", item.path.display())),
+        items,
+        |item| {
+            let (name, spam, raw) = match item {
+                Item::Indexed(l) => {
+                    let raw = crate::input::read_whole(&l.path, limit);
+                    (l.path.display().to_string(), l.spam, raw)
+                }
+                Item::Mailbox(message, spam) => {
+                    let (name, input) = message.load(limit);
+                    let raw = input.and_then(|input| {
+                        if input.is_complete() {
+                            Ok(input.bytes)
+                        } else {
+                            Err(std::io::Error::other(format!(
+                                "larger than the limit of {limit} bytes"
+                            )))
+                        }
+                    });
+                    (name, spam, raw)
+                }
+            };
+            match raw {
+                Ok(raw) => Ok(prepare(&engine, &features, &raw, spam)),
+                Err(e) => Err(format!("{name}: {e}")),
+            }
         },
         |result| {
             bar.inc(1);
@@ -134,7 +229,11 @@ fn train(
     let TrainReport {
         spam,
         ham,
+        duplicates,
         crossfit_auc,
+        insample_auc,
+        fold_auc,
+        warnings,
         ..
     } = report;
     let summary = TrainSummary {
@@ -142,8 +241,12 @@ fn train(
         spam,
         ham,
         unreadable,
-        msgs_per_sec: per_sec(spam + ham + unreadable, elapsed),
+        msgs_per_sec: per_sec(spam + ham + duplicates + unreadable, elapsed),
+        duplicates,
         crossfit_auc,
+        insample_auc,
+        fold_auc,
+        warnings,
         thresholds: model.meta.thresholds,
         model_bytes: None,
     };
@@ -155,15 +258,25 @@ fn print_train_summary(s: &TrainSummary) {
         "trained on        {} messages (spam {}, ham {}), {:.0} msgs/s",
         s.messages, s.spam, s.ham, s.msgs_per_sec
     );
+    if s.duplicates > 0 {
+        println!(
+            "duplicates        {} (byte-identical copies, learned once)",
+            s.duplicates
+        );
+    }
     if s.unreadable > 0 {
         println!("unreadable        {}", s.unreadable);
     }
     if let Some(auc) = s.crossfit_auc {
         println!(
-            "cross-fitted AUC  {auc:.6}  (1-AUC {:.4} %)",
-            (1.0 - auc) * 100.0
+            "cross-fitted AUC  {auc:.6}  (1-AUC {:.4} %){}",
+            (1.0 - auc) * 100.0,
+            s.insample_auc
+                .map(|i| format!(", in-sample {i:.6}"))
+                .unwrap_or_default()
         );
     }
+
     if let Some(t) = &s.thresholds {
         println!(
             "quarantine        {} points: training ham FPR ≤ {:.3} %, spam recall {:.2} %",
@@ -213,7 +326,8 @@ pub struct Ranking {
 }
 
 impl Ranking {
-    fn of(scored: &[(f64, bool)]) -> Ranking {
+    /// The figures of `(score, is_spam)` pairs.
+    pub fn of(scored: &[(f64, bool)]) -> Ranking {
         let auc = roc_auc(scored);
         Ranking {
             auc,
@@ -249,18 +363,17 @@ pub struct TrainEvalReport {
     pub msgs_per_sec: f64,
 }
 
-/// `chaff eval` in train/test mode: train on `train` indexes (or the first `split`
-/// of `tests`), measure on the rest.
-pub fn eval_trained(
-    config: Option<&Path>,
-    format: Format,
-    jobs: usize,
-    train_indexes: &[PathBuf],
-    split: Option<f64>,
-    method: Method,
-    tests: &[PathBuf],
-) -> Result<ExitCode, CliError> {
-    let config = load_config(config)?;
+/// `chaff eval` in train/test mode: train on `--train` indexes (or the first
+/// `--split` of the indexes), measure on the rest.
+pub fn eval_trained(args: &super::eval::EvalArgs) -> Result<ExitCode, CliError> {
+    let (format, jobs) = (args.batch.format, args.batch.jobs);
+    let (train_indexes, split, tests) = (&args.train, args.split, &args.indexes);
+    let order = if args.chronological {
+        Order::Chronological
+    } else {
+        Order::Shuffled
+    };
+    let config = load_config(args.batch.config.as_deref())?;
     let (train_set, test_set) = match split {
         Some(f) => {
             if !(f > 0.0 && f < 1.0) {
@@ -277,8 +390,8 @@ pub fn eval_trained(
     if train_set.is_empty() || test_set.is_empty() {
         return Err("nothing to train on or nothing to test".into());
     }
-    let report = match method {
-        Method::Logistic => eval_logistic(&config, train_set, test_set, jobs)?,
+    let report = match args.method {
+        Method::Logistic => eval_logistic(&config, train_set, test_set, order, jobs)?,
         Method::Bayes => eval_bayes(&config, train_set, test_set, jobs)?,
     };
     match format {
@@ -296,9 +409,10 @@ fn eval_logistic(
     config: &Config,
     train_set: Vec<Labelled>,
     test_set: Vec<Labelled>,
+    order: Order,
     jobs: usize,
 ) -> Result<TrainEvalReport, CliError> {
-    let (model, train) = train(config, train_set, jobs)?;
+    let (model, train) = train(config, train_set, order, jobs)?;
     let model_bytes = format::to_bytes(&model).ok().map(|b| b.len() as u64);
     let mut config = config.clone();
     config.model = None;
@@ -412,7 +526,11 @@ fn eval_bayes(
             ham,
             unreadable: train_unreadable,
             msgs_per_sec: per_sec(spam + ham, train_secs),
+            duplicates: 0,
             crossfit_auc: None,
+            insample_auc: None,
+            fold_auc: Vec::new(),
+            warnings: Vec::new(),
             thresholds: None,
             model_bytes: None,
         },

@@ -104,7 +104,8 @@ impl fmt::Display for ModelError {
             ),
             ModelError::FeaturesVersion { found, supported } => write!(
                 f,
-                "model was trained with tokeniser version {found}, this chaff uses version {supported}: retrain it with `chaff train`"
+                "model was trained with tokeniser version {found}, this chaff reads versions {}..={supported}: retrain it with this chaff's `chaff train`",
+                crate::classify::features::OLDEST_FEATURES_VERSION
             ),
             ModelError::Invalid(m) => write!(f, "model file is invalid: {m}"),
         }

@@ -120,7 +120,7 @@ fn boundary_missing(head: &Message<'_>, body: &[u8]) -> bool {
 }
 
 /// Skips an mbox `From ` line: files saved one message each often keep it.
-fn skip_envelope_line(raw: &[u8]) -> &[u8] {
+pub fn skip_envelope_line(raw: &[u8]) -> &[u8] {
     if raw.starts_with(b"From ") {
         match memchr::memchr(b'\n', raw) {
             Some(i) => &raw[i + 1..],
@@ -129,6 +129,38 @@ fn skip_envelope_line(raw: &[u8]) -> &[u8] {
     } else {
         raw
     }
+}
+
+/// The message's `Date:` header as seconds since the Unix epoch (UTC), when there
+/// is one that parses as an RFC 5322 date (mail-parser's lenient date parser).
+/// Only the header block is read; a folded header is unfolded; an mbox envelope
+/// line is skipped. `chaff train --chronological` orders mail by it.
+pub fn date(raw: &[u8]) -> Option<i64> {
+    let raw = skip_envelope_line(raw);
+    let head = &raw[..crate::text::header_end(raw).0];
+    let mut lines = head.split(|&b| b == b'\n');
+    while let Some(line) = lines.next() {
+        let Some(value) = line
+            .get(..5)
+            .filter(|name| name.eq_ignore_ascii_case(b"date:"))
+            .map(|_| &line[5..])
+        else {
+            continue;
+        };
+        let mut value = String::from_utf8_lossy(value).into_owned();
+        // Continuation lines start with white space.
+        for more in lines.by_ref() {
+            if more.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+                value.push_str(&String::from_utf8_lossy(more));
+            } else {
+                break;
+            }
+        }
+        return mail_parser::DateTime::parse_rfc822(value.trim())
+            .filter(|d| d.is_valid())
+            .map(|d| d.to_timestamp());
+    }
+    None
 }
 
 /// Parses with a one-off [`Parser`]; build a `Parser` once when parsing many.
@@ -197,6 +229,24 @@ mod tests {
         assert!(parse(no_param).body_start.is_some());
         let real = b"Content-Type: multipart/mixed; boundary=\"xyz\"\n\n--xyz\n\nA\n--xyz--\n";
         assert_eq!(parse(real).body_start, None);
+    }
+
+    #[test]
+    fn dates_are_read_from_the_header_block() {
+        assert_eq!(
+            date(b"Subject: x\r\nDate: Sun, 08 Apr 2007 13:07:42 +0800\r\n\r\nDate: no"),
+            Some(1_176_008_862)
+        );
+        assert_eq!(
+            date(b"From a Mon Jan  1 00:00:00 2024\nDATE: Thu,\n 1 Jan 1970 00:01:00 +0000\n\n"),
+            Some(60)
+        );
+        assert_eq!(
+            date(b"Subject: x\n\nDate: Sun, 08 Apr 2007 13:07:42 +0800\n"),
+            None
+        );
+        assert_eq!(date(b"Date: yesterday\n\n"), None);
+        assert_eq!(date(b""), None);
     }
 
     #[test]

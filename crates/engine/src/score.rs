@@ -21,6 +21,9 @@ pub struct Found {
     pub keyword: u32,
     /// Where it is.
     pub location: Location,
+    /// The fraction of the keyword's weight this occurrence counts with (1, or
+    /// less at the end of a compound: [`crate::segment::COMPOUND_END_STRENGTH`]).
+    pub strength: f64,
 }
 
 /// What `subject` and `body` occurrences of a keyword of `weight` add before the
@@ -28,59 +31,79 @@ pub struct Found {
 /// the one before, subject occurrences (counted first) `subject_multiplier` times.
 /// The one rule both the scorer and the trainer count with.
 pub fn points(weight: f64, subject: usize, body: usize, cfg: &ScoringConfig) -> f64 {
+    let occurrences = (0..subject + body).map(|i| (i < subject, 1.0));
+    points_of(weight, occurrences, cfg)
+}
+
+/// [`points`] for occurrences of differing strength, given in counting order
+/// as (in the subject, strength): each counts its strength times what a whole
+/// occurrence would.
+fn points_of(
+    weight: f64,
+    occurrences: impl Iterator<Item = (bool, f64)>,
+    cfg: &ScoringConfig,
+) -> f64 {
     let mut factor = 1.0;
     let mut sum = 0.0;
-    for i in 0..subject + body {
-        let place = if i < subject {
-            cfg.subject_multiplier
-        } else {
-            1.0
-        };
-        sum += weight * factor * place;
+    for (subject, strength) in occurrences {
+        let place = if subject { cfg.subject_multiplier } else { 1.0 };
+        sum += weight * factor * place * strength;
         factor *= cfg.repeat_decay;
     }
     sum
+}
+
+/// A keyword's occurrences in counting order: subject first, then the stronger
+/// first (so a weak occurrence never takes a strong one's place in the decay).
+fn in_counting_order(list: &mut [&Found]) {
+    list.sort_by(|a, b| {
+        (b.location.source == TextSource::Subject)
+            .cmp(&(a.location.source == TextSource::Subject))
+            .then_with(|| b.strength.total_cmp(&a.strength))
+    });
+}
+
+/// The points of one keyword's occurrences (see [`in_counting_order`]).
+fn points_found(weight: f64, list: &mut [&Found], cfg: &ScoringConfig) -> f64 {
+    in_counting_order(list);
+    let occurrences = list
+        .iter()
+        .map(|f| (f.location.source == TextSource::Subject, f.strength));
+    points_of(weight, occurrences, cfg)
 }
 
 /// The keyword features of a message for a learner: per keyword found, its
 /// [`points`] at weight 1, so that a trained weight times the feature is what the
 /// scorer adds (before the category cap).
 pub fn keyword_counts(found: &[Found], cfg: &ScoringConfig) -> Vec<(u32, f32)> {
-    let mut per: Vec<(u32, usize, usize)> = Vec::new(); // (keyword, subject, body)
+    per_keyword(found)
+        .into_iter()
+        .map(|(k, mut list)| (k, points_found(1.0, &mut list, cfg) as f32))
+        .collect()
+}
+
+/// The occurrences of each keyword, keywords in order of first occurrence.
+fn per_keyword(found: &[Found]) -> Vec<(u32, Vec<&Found>)> {
+    let mut per: Vec<(u32, Vec<&Found>)> = Vec::new();
     for f in found {
-        let subject = f.location.source == TextSource::Subject;
-        match per.iter_mut().find(|(k, _, _)| *k == f.keyword) {
-            Some((_, s, _)) if subject => *s += 1,
-            Some((_, _, b)) => *b += 1,
-            None => per.push((f.keyword, usize::from(subject), usize::from(!subject))),
+        match per.iter_mut().find(|(k, _)| *k == f.keyword) {
+            Some((_, list)) => list.push(f),
+            None => per.push((f.keyword, vec![f])),
         }
     }
-    per.into_iter()
-        .map(|(k, s, b)| (k, points(1.0, s, b, cfg) as f32))
-        .collect()
+    per
 }
 
 /// The score of a message and the hits behind it, strongest first.
 pub fn score(found: &[Found], keywords: &KeywordSet, cfg: &ScoringConfig) -> (f64, Vec<Hit>) {
     // Per keyword: occurrences in the subject first (they weigh more), then body.
-    let mut per_keyword: Vec<(u32, Vec<&Found>)> = Vec::new();
-    for f in found {
-        match per_keyword.iter_mut().find(|(k, _)| *k == f.keyword) {
-            Some((_, list)) => list.push(f),
-            None => per_keyword.push((f.keyword, vec![f])),
-        }
-    }
-    let mut hits: Vec<(usize, Hit)> = Vec::with_capacity(per_keyword.len());
-    for (k, mut list) in per_keyword {
+    let per = per_keyword(found);
+    let mut hits: Vec<(usize, Hit)> = Vec::with_capacity(per.len());
+    for (k, mut list) in per {
         let Some(keyword) = keywords.keywords.get(k as usize) else {
             continue;
         };
-        list.sort_by_key(|f| f.location.source != TextSource::Subject);
-        let subject = list
-            .iter()
-            .take_while(|f| f.location.source == TextSource::Subject)
-            .count();
-        let contribution = points(keyword.weight, subject, list.len() - subject, cfg);
+        let contribution = points_found(keyword.weight, &mut list, cfg);
         hits.push((
             keyword.category,
             Hit {
@@ -159,6 +182,7 @@ mod tests {
                 len: 0,
                 excerpt: String::new(),
             },
+            strength: 1.0,
         }
     }
 

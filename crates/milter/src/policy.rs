@@ -999,7 +999,10 @@ mod tests {
             kept: Some((id, Told::Discard)),
             ..q.clone()
         };
-        assert_eq!(responses(&kept, &s, all(), OwnHeaders::default()), vec![Response::Discard]);
+        assert_eq!(
+            responses(&kept, &s, all(), OwnHeaders::default()),
+            vec![Response::Discard]
+        );
         let held = Decision {
             kept: Some((id, Told::Hold)),
             ..q.clone()

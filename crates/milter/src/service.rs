@@ -119,6 +119,9 @@ impl Generation {
             warn!("{w}");
         }
         let engine = Engine::new(&engine_config)?;
+        if let Some(notice) = engine.model_notice() {
+            warn!(model = ?config.engine.model, "{notice}");
+        }
         engine.wait_ready();
         Ok(Generation {
             engine,

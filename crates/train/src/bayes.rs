@@ -104,11 +104,15 @@ mod tests {
                 spam: true,
                 feats: vec![1, 2, 3],
                 keywords: vec![],
+                digest: 1,
+                date: None,
             });
             b.add(&Example {
                 spam: false,
                 feats: vec![4, 5, 6],
                 keywords: vec![],
+                digest: 2,
+                date: None,
             });
         }
         assert!(b.spamicity(&[1, 2]) > 0.9);

@@ -35,7 +35,9 @@ pub const LEARN_MAX_STEPS: u32 = 25;
 pub fn learn_message(engine: &Engine, model: &mut Model, raw: &[u8], spam: bool) -> Learned {
     let cfg = engine.config();
     let keywords = trained_keywords(model, engine.keywords());
-    let x = engine.extract(raw, &model.meta.features);
+    // The features of the model's own tokeniser version, so an older model is
+    // updated the way it was trained.
+    let x = engine.extract_version(raw, &model.meta.features, model.meta.features_version);
     let feats = x.buckets;
     let (kw, _) = chaff::score::score(&x.found, &keywords, &cfg.scoring);
     let weight = cfg.classifier.weight;

@@ -13,8 +13,10 @@
 
 pub mod bayes;
 pub mod eval;
+pub mod folds;
 pub mod index;
 pub mod learn;
+pub mod rng;
 pub mod train;
 
 pub use learn::{Learned, learn_message};

@@ -23,10 +23,24 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The version of the tokeniser and hashing scheme. A model records the version it was
-/// trained with; a model from another version is refused rather than silently scored
-/// with features that do not match its weights.
-pub const FEATURES_VERSION: u32 = 1;
+/// The version of the tokeniser and hashing scheme: what `chaff train` writes. A model
+/// records the version it was trained with and is scanned with the features of that
+/// version, as long as this build still reads it ([`OLDEST_FEATURES_VERSION`]); a
+/// model of a version outside that range is refused rather than silently scored with
+/// features that do not match its weights.
+///
+/// * 1: the texts of a message as mail-parser listed them: of a
+///   multipart/alternative, only the HTML (unless mail-parser also listed the
+///   plain text with it), and an HTML part mail-parser filed as plain text read
+///   with its tags.
+/// * 2: every alternative of a multipart/alternative (a bucket counts once
+///   anyway), and every `text/html` part reduced to its visible text
+///   (`decode::V1Read` records what version 1 read instead).
+pub const FEATURES_VERSION: u32 = 2;
+
+/// The oldest tokeniser version this build still scans with: a model trained with
+/// it keeps working unchanged, and `chaff` says it should be retrained.
+pub const OLDEST_FEATURES_VERSION: u32 = 1;
 
 /// Which features to extract. Stored in the model file: scanning must use the settings
 /// the model was trained with.
@@ -57,7 +71,7 @@ impl Default for FeatureConfig {
             cjk_unigrams: true,
             cjk_bigrams: true,
             cjk_trigrams: false,
-            word_bigrams: false,
+            word_bigrams: true,
             headers: true,
             max_body_bytes: 4096,
         }
@@ -890,7 +904,7 @@ mod tests {
         let mut ex = Extractor::new(&small());
         ex.add_text(Field::Body, "免费 免费 免费 free free");
         let n = ex.features().len();
-        assert_eq!(n, 4, "{:?}", tokens(&ex)); // 免 费 免费 free
+        assert_eq!(n, 5, "{:?}", tokens(&ex)); // 免 费 免费 free, the pair "free free"
         ex.clear();
         assert!(ex.features().is_empty());
         ex.add_text(Field::Body, "免费");

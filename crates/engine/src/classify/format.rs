@@ -25,7 +25,7 @@
 //! temporary file (`.NAME.tmp.PID`); the next save removes those of writers no
 //! longer running once they are older than a minute.
 
-use super::features::FEATURES_VERSION;
+use super::features::{FEATURES_VERSION, OLDEST_FEATURES_VERSION};
 use super::model::{Model, ModelMeta};
 pub use crate::error::ModelError;
 use std::io::{Read, Write};
@@ -117,7 +117,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
     let meta_end = HEADER + meta_len as usize;
     let meta: ModelMeta = serde_json::from_slice(&bytes[HEADER..meta_end])
         .map_err(|e| ModelError::Invalid(format!("metadata: {e}")))?;
-    if meta.features_version != FEATURES_VERSION {
+    if !(OLDEST_FEATURES_VERSION..=FEATURES_VERSION).contains(&meta.features_version) {
         return Err(ModelError::FeaturesVersion {
             found: meta.features_version,
             supported: FEATURES_VERSION,
@@ -320,6 +320,25 @@ mod tests {
         let m = model();
         let b = to_bytes(&m).unwrap();
         assert_eq!(from_bytes(&b).unwrap(), m);
+    }
+
+    /// Issue 13: a model of an older tokeniser version this build still reads
+    /// loads (and says it should be retrained); one of a version it does not know
+    /// is refused with a message that says to retrain.
+    #[test]
+    fn older_tokeniser_versions_load_unknown_ones_are_refused() {
+        let mut m = model();
+        m.meta.features_version = OLDEST_FEATURES_VERSION;
+        let loaded = from_bytes(&to_bytes(&m).unwrap()).unwrap();
+        assert_eq!(loaded.meta.features_version, OLDEST_FEATURES_VERSION);
+        assert!(loaded.outdated().is_some_and(|n| n.contains("retrain")));
+        assert_eq!(model().outdated(), None);
+        for version in [0, FEATURES_VERSION + 1] {
+            m.meta.features_version = version;
+            let err = from_bytes(&to_bytes(&m).unwrap()).unwrap_err();
+            assert!(matches!(err, ModelError::FeaturesVersion { .. }), "{err:?}");
+            assert!(err.to_string().contains("retrain"), "{err}");
+        }
     }
 
     /// Issue 14 (6): a model file is read only as far as its header announces, and

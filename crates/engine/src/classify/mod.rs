@@ -127,7 +127,7 @@ impl Default for ClassifierConfig {
             folds: 4,
             quarantine_fpr: 0.001,
             reject_fpr: 0.0001,
-            keyword_l2: 1e-4,
+            keyword_l2: 0.03,
             max_cache_mb: 512,
         }
     }

@@ -30,7 +30,7 @@ impl Default for LearnParams {
     fn default() -> Self {
         LearnParams {
             rate: 2.0,
-            confident: 0.8,
+            confident: 0.9,
             passes: 3,
         }
     }
@@ -167,6 +167,20 @@ impl Model {
                 },
             },
         }
+    }
+
+    /// What an admin should be told about a model made by an older tokeniser
+    /// (`None` for a current one): it is scanned with the features it was trained
+    /// on and keeps working, but misses what the current tokeniser reads.
+    pub fn outdated(&self) -> Option<String> {
+        (self.meta.features_version < FEATURES_VERSION).then(|| {
+            format!(
+                "the model was trained with tokeniser version {} (this chaff trains version {FEATURES_VERSION}): \
+                 it keeps working as trained, but reads only the HTML of multipart/alternative mail; \
+                 retrain it with `chaff train` to use the current tokeniser",
+                self.meta.features_version
+            )
+        })
     }
 
     /// The log-odds of spam for a message's features.

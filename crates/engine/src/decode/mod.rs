@@ -2,7 +2,8 @@
 //!
 //! Each text part is re-decoded from its raw bytes (see [`transfer`] and
 //! [`charset`]) rather than trusted to the parser, because real mail lies about its
-//! encodings. HTML is reduced to its visible text ([`html`]). A message whose
+//! encodings. HTML is reduced to its visible text ([`html`]). Every alternative of
+//! a multipart/alternative is read and marked ([`Alternative`]). A message whose
 //! multipart structure is broken (trec06c strips boundaries) is read as one body.
 //! The total text per message is bounded so that a hostile message costs at most
 //! a fixed amount of work: the bound counts the text that is scanned (visible text,
@@ -36,6 +37,41 @@ pub struct DecodedText {
     pub source: TextSource,
     /// The text, UTF-8; HTML is already reduced to its visible text.
     pub text: String,
+    /// The multipart/alternative this text is one version of (the outermost one,
+    /// when alternatives nest), if any.
+    pub alternative: Option<Alternative>,
+    /// How tokeniser version 1 read this part, for models trained with it.
+    pub v1: V1Read,
+}
+
+/// Where a text sits in a multipart/alternative: the same content in several
+/// forms (plain text, HTML), of which a reader sees one.
+///
+/// Every alternative is read, so words only in the plain text (or only in the
+/// HTML) are not missed, and a keyword counts in the group as often as in the
+/// alternative where it occurs most, not once per alternative (the engine's
+/// `Engine::find`). Measured on trec07p-dev (DESIGN.md, "multipart/alternative").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alternative {
+    /// The group, numbered from 0 in the message.
+    pub group: u32,
+    /// Which alternative of the group (0: the first, usually plain text).
+    pub branch: u32,
+}
+
+/// What the first tokeniser (classifier features version 1) read of a text part:
+/// the plain-text version of a multipart/alternative only when mail-parser listed
+/// it with the HTML ones, and an HTML part that mail-parser filed as plain text
+/// (a `text/html` part without a charset) with its tags. A model trained with it
+/// is scanned with the texts it was trained on (`classify::features`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum V1Read {
+    /// The same text.
+    Same,
+    /// Not read.
+    Skipped,
+    /// Read without reducing HTML to visible text: this text.
+    Raw(String),
 }
 
 /// Everything later stages read from a message.
@@ -49,6 +85,10 @@ pub struct Decoded {
     pub from: Option<String>,
     /// Some text was not decoded: over [`MAX_TEXT_BYTES`] or [`MAX_PARTS`].
     pub truncated: bool,
+    /// The body read whole, when tokeniser version 1 found no text in the parts
+    /// it read (but the current one does): version 1 read this instead of
+    /// [`Decoded::texts`].
+    pub v1_body: Option<DecodedText>,
 }
 
 impl Decoded {
@@ -88,6 +128,13 @@ pub fn decode(parsed: &Parsed<'_>) -> Decoded {
                 return out;
             }
             decode_parts(message, &mut out.texts, &mut budget, 0);
+            let raw = message.raw_message();
+            let body = slice(raw, root.offset_body, u32::MAX);
+            let body = if body.is_empty() && root.headers.is_empty() {
+                raw
+            } else {
+                body
+            };
             if out.texts.iter().all(|t| t.text.trim().is_empty()) {
                 // No usable text part: boundaries missing or never closed (trec06c
                 // strips them), a multipart without a boundary parameter, or a
@@ -97,14 +144,21 @@ pub fn decode(parsed: &Parsed<'_>) -> Decoded {
                     left: MAX_TEXT_BYTES,
                     truncated: false,
                 };
-                let raw = message.raw_message();
-                let body = slice(raw, root.offset_body, u32::MAX);
-                let body = if body.is_empty() && root.headers.is_empty() {
-                    raw
-                } else {
-                    body
-                };
                 read_whole_body(root, body, &mut out.texts, &mut budget);
+            } else if out.texts.iter().all(|t| match &t.v1 {
+                V1Read::Same => t.text.trim().is_empty(),
+                V1Read::Skipped => true,
+                V1Read::Raw(raw) => raw.trim().is_empty(),
+            }) {
+                // Version 1 read no text in the parts it read, and so read the
+                // body as it stands (now another part has text).
+                let mut whole = Vec::with_capacity(1);
+                let mut budget = Budget {
+                    left: MAX_TEXT_BYTES,
+                    truncated: false,
+                };
+                read_whole_body(root, body, &mut whole, &mut budget);
+                out.v1_body = whole.pop();
             }
         }
         None => {
@@ -116,6 +170,7 @@ pub fn decode(parsed: &Parsed<'_>) -> Decoded {
                 &raw[start..],
                 None,
                 TransferEncoding::Identity,
+                false,
                 false,
             );
         }
@@ -152,7 +207,7 @@ fn read_whole_body(
                 .as_deref()
                 .is_some_and(|s| s.eq_ignore_ascii_case("html"))
         });
-    push_text(texts, budget, body, charset, cte, html);
+    push_text(texts, budget, body, charset, cte, html, false);
 }
 
 fn subject(message: &Message<'_>) -> String {
@@ -166,21 +221,53 @@ fn subject(message: &Message<'_>) -> String {
         .unwrap_or_default()
 }
 
-/// Decodes the parts a reader sees, in message order: every text and HTML part,
-/// except the plain-text version of a multipart/alternative whose HTML version is
-/// read instead; text parts the parser files as attachments (a second text part
-/// of a multipart/mixed) are read too. Nested messages are bounded by the parser's
-/// own depth limit on encapsulated messages.
+/// Decodes the text parts, in message order: every text and HTML part, each
+/// alternative of a multipart/alternative included (marked, see [`Alternative`]);
+/// text parts the parser files as attachments (a second text part of a
+/// multipart/mixed) are read too. A part is HTML when it says `text/html`, whether
+/// or not the parser noticed. Nested messages are bounded by the parser's own
+/// depth limit on encapsulated messages.
 fn decode_parts(
     message: &Message<'_>,
     texts: &mut Vec<DecodedText>,
     budget: &mut Budget,
     depth: usize,
 ) {
-    decode_parts_in(message, message.raw_message(), texts, budget, depth);
+    let mut groups = Groups::default();
+    decode_parts_in(
+        message,
+        message.raw_message(),
+        texts,
+        budget,
+        depth,
+        None,
+        &mut groups,
+    );
 }
 
-/// [`decode_parts`] for a message inside `outer`, the outermost message's bytes.
+/// Numbers the multipart/alternative groups of a message and what it encloses.
+#[derive(Default)]
+struct Groups {
+    /// `(message number, part id)` of each group met, in order.
+    seen: Vec<(usize, u32)>,
+    messages: usize,
+}
+
+impl Groups {
+    fn number(&mut self, message: usize, part: u32) -> u32 {
+        let key = (message, part);
+        match self.seen.iter().position(|&k| k == key) {
+            Some(i) => i as u32,
+            None => {
+                self.seen.push(key);
+                (self.seen.len() - 1) as u32
+            }
+        }
+    }
+}
+
+/// [`decode_parts`] for a message inside `outer`, the outermost message's bytes;
+/// `enclosing` is the alternative the message itself is part of, if any.
 ///
 /// mail-parser parses an encapsulated message (message/rfc822) in the same pass as
 /// the message around it, so its parts' offsets count from the start of `outer`,
@@ -193,29 +280,116 @@ fn decode_parts_in(
     texts: &mut Vec<DecodedText>,
     budget: &mut Budget,
     depth: usize,
+    enclosing: Option<Alternative>,
+    groups: &mut Groups,
 ) {
     let own = message.raw_message();
     let raw = if within(own, outer) { outer } else { own };
+    let number = groups.messages;
+    groups.messages += 1;
+    // Each part's parent, from the multiparts' child lists (a child always comes
+    // after its parent, which also rules out cycles in a damaged tree).
+    let mut parent = vec![None; message.parts.len()];
+    for (id, part) in message.parts.iter().enumerate() {
+        if let PartType::Multipart(children) = &part.body {
+            for &c in children {
+                if let Some(slot) = parent.get_mut(c as usize).filter(|_| c as usize > id) {
+                    *slot = Some(id as u32);
+                }
+            }
+        }
+    }
     for (id, part) in message.parts.iter().enumerate() {
         let id = id as u32;
-        let plain_alternative = message.text_body.contains(&id) && !message.html_body.contains(&id);
         match &part.body {
-            PartType::Text(_) | PartType::Html(_) if !plain_alternative => {
+            PartType::Text(_) | PartType::Html(_) => {
                 if texts.len() >= MAX_PARTS || budget.left == 0 {
                     budget.truncated = true;
                     return;
                 }
-                let html = matches!(part.body, PartType::Html(_));
+                let alternative = enclosing.or_else(|| {
+                    outermost_alternative(message, &parent, id).map(|(group, branch)| Alternative {
+                        group: groups.number(number, group),
+                        branch,
+                    })
+                });
+                let parser_html = matches!(part.body, PartType::Html(_));
+                let html = parser_html || is_html(part);
+                // Version 1 skipped a plain text mail-parser did not also list
+                // with the HTML versions (it does for an alternative whose HTML
+                // it filed as plain text), and took HTML for what mail-parser said.
+                let v1_skipped =
+                    message.text_body.contains(&id) && !message.html_body.contains(&id);
                 let body = slice(raw, part.offset_body, part.offset_end);
                 let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
-                push_text(texts, budget, body, charset, transfer_encoding(part), html);
+                let raw_text = push_text(
+                    texts,
+                    budget,
+                    body,
+                    charset,
+                    transfer_encoding(part),
+                    html,
+                    html && !parser_html && !v1_skipped,
+                );
+                if let Some(t) = texts.last_mut() {
+                    t.alternative = alternative;
+                    t.v1 = match raw_text {
+                        _ if v1_skipped => V1Read::Skipped,
+                        Some(raw) => V1Read::Raw(raw),
+                        None => V1Read::Same,
+                    };
+                }
             }
             PartType::Message(nested) if depth < 3 => {
-                decode_parts_in(nested, raw, texts, budget, depth + 1)
+                let inside = enclosing.or_else(|| {
+                    outermost_alternative(message, &parent, id).map(|(group, branch)| Alternative {
+                        group: groups.number(number, group),
+                        branch,
+                    })
+                });
+                decode_parts_in(nested, raw, texts, budget, depth + 1, inside, groups)
             }
             _ => {}
         }
     }
+}
+
+/// The outermost multipart/alternative `id` lies in: `(its part id, which of its
+/// children leads to id)`.
+fn outermost_alternative(
+    message: &Message<'_>,
+    parent: &[Option<u32>],
+    id: u32,
+) -> Option<(u32, u32)> {
+    let mut found = None;
+    let mut child = id;
+    while let Some(p) = parent.get(child as usize).copied().flatten() {
+        if let Some(PartType::Multipart(children)) = message.parts.get(p as usize).map(|m| &m.body)
+            && message.parts[p as usize].content_type().is_some_and(|ct| {
+                ct.c_type.eq_ignore_ascii_case("multipart")
+                    && ct
+                        .c_subtype
+                        .as_deref()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("alternative"))
+            })
+            && let Some(branch) = children.iter().position(|&c| c == child)
+        {
+            found = Some((p, branch as u32));
+        }
+        child = p;
+    }
+    found
+}
+
+/// Does the part declare itself HTML (`text/html`)?
+fn is_html(part: &MessagePart<'_>) -> bool {
+    part.content_type().is_some_and(|ct| {
+        ct.c_type.eq_ignore_ascii_case("text")
+            && ct
+                .c_subtype
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("html"))
+    })
 }
 
 /// Is `inner` a stretch of `outer`'s bytes (not a copy)?
@@ -233,6 +407,9 @@ fn transfer_encoding(part: &MessagePart<'_>) -> TransferEncoding {
         .map_or(TransferEncoding::Identity, TransferEncoding::from_header)
 }
 
+/// Decodes one text and appends it (within the budget). With `keep_raw`, an HTML
+/// text's charset-decoded source (before reduction to visible text) is returned
+/// too, for [`V1Read::Raw`].
 fn push_text(
     texts: &mut Vec<DecodedText>,
     budget: &mut Budget,
@@ -240,11 +417,13 @@ fn push_text(
     charset_label: Option<&str>,
     cte: TransferEncoding,
     html: bool,
-) {
+    keep_raw: bool,
+) -> Option<String> {
     // The raw bytes are bounded by the message size limit; the budget counts the
     // text that is scanned.
     let bytes = transfer::decode(body, cte);
     let text = charset::decode(&bytes, charset_label);
+    let raw = keep_raw.then(|| text.clone().into_owned());
     let mut text = if html {
         html::visible_text(&text)
     } else {
@@ -269,7 +448,10 @@ fn push_text(
             TextSource::Text
         },
         text,
+        alternative: None,
+        v1: V1Read::Same,
     });
+    raw
 }
 
 /// `text` with every run of whitespace and invisible characters (zero-width
@@ -372,16 +554,65 @@ mod tests {
         assert_eq!(html, ["免费 代开发票"], "{d:?}");
     }
 
+    /// Issue 13: every alternative of a multipart/alternative is read and marked
+    /// as one group; tokeniser version 1 read only the HTML.
     #[test]
-    fn html_alternative_is_preferred() {
+    fn every_alternative_is_read_and_marked() {
         let d = texts(
             b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\
-              Content-Type: text/plain\r\n\r\nplain\r\n--b\r\nContent-Type: text/html\r\n\r\n\
+              Content-Type: text/plain\r\n\r\nplain only\r\n--b\r\nContent-Type: text/html\r\n\r\n\
               <p>rich <b>text</b></p>\r\n--b--\r\n",
         );
-        assert_eq!(d.texts.len(), 1);
-        assert_eq!(d.texts[0].source, TextSource::Html);
-        assert!(d.texts[0].text.contains("rich text"));
+        assert_eq!(d.texts.len(), 2, "{d:?}");
+        assert_eq!(d.texts[0].source, TextSource::Text);
+        assert!(d.texts[0].text.contains("plain only"));
+        assert_eq!(d.texts[1].source, TextSource::Html);
+        assert!(d.texts[1].text.contains("rich text"));
+        let group = |i: usize| d.texts[i].alternative.map(|a| (a.group, a.branch));
+        assert_eq!((group(0), group(1)), (Some((0, 0)), Some((0, 1))));
+        assert_eq!(
+            (&d.texts[0].v1, &d.texts[1].v1),
+            (&V1Read::Skipped, &V1Read::Same)
+        );
+        assert_eq!(d.v1_body, None);
+    }
+
+    /// An HTML alternative that mail-parser files as plain text (here: the
+    /// message ends without the closing boundary; trec07p inmail.37 is another
+    /// case) is still reduced to its visible text. Version 1 read it with its tags,
+    /// and skipped the plain text.
+    #[test]
+    fn an_html_part_filed_as_text_is_still_html() {
+        let d = texts(
+            b"Content-Type: multipart/alternative; boundary=b\n\n--b\n\
+              Content-Type: text/plain\n\nViagra and Cialis\n--b\nContent-Type: text/html\n\
+              Content-Transfer-Encoding: quoted-printable\n\n\
+              <p><font color=3D\"red\">Viagra</font> and Cialis</p>\n",
+        );
+        assert_eq!(d.texts.len(), 2, "{d:?}");
+        assert_eq!(d.texts[1].source, TextSource::Html);
+        assert_eq!(d.texts[1].text.trim(), "Viagra and Cialis");
+        assert_eq!(d.texts[1].alternative.map(|a| a.branch), Some(1));
+        assert_eq!(d.texts[0].v1, V1Read::Skipped);
+        match &d.texts[1].v1 {
+            V1Read::Raw(raw) => assert!(raw.contains("<font color=\"red\">"), "{raw}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Version 1 fell back to reading the body whole when the parts it read held
+    /// no text (trec07p inmail.1779: the HTML is all style sheet, the plain text
+    /// holds it as text); the current reading does not, and records that.
+    #[test]
+    fn version_1_fallback_to_the_whole_body_is_recorded() {
+        let d = texts(
+            b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\
+              Content-Type: text/plain\r\n\r\nBODY { margin: 0px }\r\n--b\r\nContent-Type: text/html\r\n\r\n\
+              <style>BODY { margin: 0px }</style>\r\n--b--\r\n",
+        );
+        assert!(d.texts[0].text.contains("BODY"), "{d:?}");
+        let v1 = d.v1_body.expect("version 1 read the body whole");
+        assert!(v1.text.contains("Content-Type: text/html"), "{v1:?}");
     }
 
     #[test]
