@@ -398,8 +398,14 @@ fn rspamc_symbols_give_the_action_and_score_of_chaff_score() {
         }
         *actions.entry(action.clone()).or_insert(0) += 1;
     }
-    // The corpus has all three outcomes, so all three mappings were checked.
-    assert_eq!(actions.len(), 3, "{actions:?}");
+    // Delivered and rejected mail both occur, so both mappings were checked
+    // through rspamc (a trained model leaves few or no messages between the
+    // thresholds; every outcome's name is checked by the unit test
+    // `every_outcome_has_rspamds_action_name`).
+    assert!(
+        actions.contains_key("deliver") && actions.contains_key("reject"),
+        "{actions:?}"
+    );
     // Each scan was counted and logged as milter mail is.
     let log = svc.log_text();
     assert_eq!(

@@ -537,6 +537,38 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    #[test]
+    fn every_outcome_has_rspamds_action_name() {
+        use crate::config::Fallback;
+        use crate::settings::Settings;
+        let mut s = Settings::default();
+        let with = |o: Outcome| Decision {
+            outcome: o,
+            ..Decision::busy()
+        };
+        for (o, want) in [
+            (Outcome::Deliver, "no action"),
+            (Outcome::Quarantine, "add header"),
+            (Outcome::Reject, "reject"),
+            (Outcome::Locked, "reject"),
+            (Outcome::Oversize, "reject"),
+            (Outcome::Busy, "soft reject"),
+            (Outcome::StoreTempfail, "soft reject"),
+            (Outcome::QuarantineTempfail, "soft reject"),
+        ] {
+            assert_eq!(action_name(&with(o), Fallback::Accept), want, "{o}");
+        }
+        for (f, want) in [
+            (Fallback::Accept, "no action"),
+            (Fallback::Tempfail, "soft reject"),
+            (Fallback::Reject, "reject"),
+        ] {
+            s.milter.fallback = f;
+            let d = Decision::fallback(&s, "x".into());
+            assert_eq!(action_name(&d, Fallback::Accept), want, "{f:?}");
+        }
+    }
+
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
