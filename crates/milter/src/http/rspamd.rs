@@ -33,13 +33,13 @@
 //! `/check` answers the same in Rspamd's version 1 form: the result under
 //! `default`, with `is_spam`, and the symbols beside the other fields.
 
-use crate::session::ClientInfo;
 use super::auth::Caller;
 use super::body::{BodyError, content_length, read_message};
 use super::error::ApiError;
 use super::state::HttpState;
 use crate::policy::{self, Decision, Outcome};
 use crate::service::Generation;
+use crate::session::ClientInfo;
 use crate::session::ScanJob;
 use crate::users::Role;
 use axum::body::Body;
@@ -493,7 +493,10 @@ async fn check_as(
             // The client is told the action and keeps or files the message itself:
             // nothing here is held for it. With `[quarantine] keep_rejected` a
             // rejected message is kept as the milter keeps one.
-            let d = state.service.decide(Arc::clone(&g), job, &client, false).await;
+            let d = state
+                .service
+                .decide(Arc::clone(&g), job, &client, false)
+                .await;
             state.service.record(&d, &env, size, &client);
             return Ok(json_response(reply(
                 &d,
