@@ -216,9 +216,19 @@ struct Tokens {
 /// The fixture (its own state store and account store in its own directory) in
 /// `mode`, keeping rejected mail, with users, and `extra` appended to chaff.toml.
 fn setup(mode: QuarantineMode, extra: &str) -> (milter_support::Fixture, PathBuf, Tokens) {
+    setup_relay(mode, extra, None)
+}
+
+/// [`setup`] with `[quarantine] release_relay`.
+fn setup_relay(
+    mode: QuarantineMode,
+    extra: &str,
+    relay: Option<String>,
+) -> (milter_support::Fixture, PathBuf, Tokens) {
     let mut f = fixture();
     f.config.quarantine.mode = mode;
     f.config.quarantine.keep_rejected = true;
+    f.config.quarantine.release_relay = relay;
     let dir = f.dir.path();
     let users = dir.join("users.toml");
     let tokens = Tokens {
@@ -886,5 +896,237 @@ fn history_and_counts_survive_a_restart_and_feed_the_summary() {
     assert_eq!(v["store"]["healthy"], true);
     assert_eq!(v["model"], Value::Null);
     assert!(v["milter"]["connections"].is_i64());
+    svc.stop();
+}
+
+/// Postfix's `smtp-sink` on `port`, writing each message it takes to a file in
+/// `dir`; killed when dropped.
+struct Sink {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sink {
+    fn start(dir: &Path, port: u16) -> Sink {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        // As root smtp-sink must drop to another user, who writes the files.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = Command::new("smtp-sink");
+        if root {
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .arg("-d")
+            .arg(format!("{}/%M.", dir.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("10")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink (Debian package postfix)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sink {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The messages taken so far, as dumped (envelope lines first).
+    fn messages(&self) -> Vec<String> {
+        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+            .collect()
+    }
+}
+
+#[test]
+fn a_release_goes_to_the_relay_once_and_a_failed_one_leaves_the_entry_held() {
+    if Command::new("sh")
+        .args(["-c", "command -v smtp-sink"])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        // CI installs postfix (.ci/run).
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "smtp-sink is not installed"
+        );
+        eprintln!("SKIPPED: smtp-sink (Debian package postfix) is not installed");
+        return;
+    }
+    let relay = free_port();
+    let (f, config, t) = setup_relay(
+        QuarantineMode::Store,
+        "",
+        Some(format!("127.0.0.1:{relay}")),
+    );
+    let svc = Service::start(f.dir.path(), &config);
+    assert_eq!(
+        svc.send("shop@example.com", &["you@example.org"], "QR1", MEDIUM)
+            .action(),
+        "discard"
+    );
+    let id = id_of(&svc, &t.read, "QR1");
+    let path = format!("/api/quarantine/{id}/release");
+
+    // Only admins release.
+    for token in [&t.read, &t.scan] {
+        let r = svc.post(&path, Some(token), "{}");
+        assert_eq!(r.status, 403, "{}", r.text());
+    }
+    // Nothing listens on the relay's port: not delivered, held again, and a
+    // second attempt is not refused as a conflict.
+    for _ in 0..2 {
+        let r = svc.post(&path, Some(&t.admin), "{}");
+        assert_eq!(r.status, 502, "{}", r.text());
+        let v = r.json();
+        assert!(v["error"].as_str().unwrap().contains("held again"), "{v}");
+        assert_eq!(v["state"], "held", "{v}");
+    }
+    let v = svc.json(&format!("/api/quarantine/{id}"), &t.read);
+    assert_eq!(v["state"], json!({"state": "held"}));
+    // Options checked before anything changes; bad JSON names the field.
+    let r = svc.post(&path, Some(&t.admin), r#"{"learn_ham": true}"#);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.error().contains("cannot learn"), "{}", r.text());
+    let r = svc.post(&path, Some(&t.admin), r#"{"force": 1}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.error().contains("force"), "{}", r.text());
+    let unknown = EntryId::from_u64(99).to_string();
+    let r = svc.post(
+        &format!("/api/quarantine/{unknown}/release"),
+        Some(&t.admin),
+        "{}",
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = svc.post(
+        "/api/quarantine/bulk",
+        Some(&t.admin),
+        &json!({"ids": [id, unknown], "action": "release"}).to_string(),
+    );
+    let v = r.json();
+    let statuses: Vec<u64> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [502, 404], "{v}");
+    // Not in doubt: nothing to resolve.
+    let r = svc.post(
+        &format!("/api/quarantine/{id}/resolve"),
+        Some(&t.admin),
+        r#"{"delivered": true}"#,
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+
+    // The relay up (Postfix's smtp-sink): delivered once, with its original
+    // envelope and a release token; the sender allowed from its client address.
+    let sink = Sink::start(&f.dir.path().join("sink"), relay);
+    let r = svc.post(&path, Some(&t.admin), r#"{"allow_sender": true}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["state"]["state"], "released", "{v}");
+    assert_eq!(v["state"]["by"], "http:admin");
+    assert!(v["delivery"].as_str().unwrap().contains("250"), "{v}");
+    assert_eq!(v["allowed"], "shop@example.com from 192.0.2.10/32", "{v}");
+    assert_eq!(v["problems"], json!([]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink.messages().is_empty() {
+        assert!(Instant::now() < deadline, "nothing reached the relay");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = sink.messages();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].contains("X-Mail-Args: <shop@example.com>"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[0].contains("X-Rcpt-Args: <you@example.org>"),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("X-Chaff-Release: v1; id="), "{}", got[0]);
+    assert!(got[0].contains("本周优惠活动"), "{}", got[0]);
+
+    // Again: 409 saying when and by whom; nothing more is sent.
+    let r = svc.post(&path, Some(&t.admin), "{}");
+    assert_eq!(r.status, 409, "{}", r.text());
+    let v = r.json();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("already released by http:admin at"),
+        "{v}"
+    );
+    assert_eq!(
+        (v["state"].as_str(), v["by"].as_str()),
+        (Some("released"), Some("http:admin"))
+    );
+    assert!(v["at_utc"].as_str().unwrap().ends_with("UTC"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.messages().len(), 1);
+
+    // The allow entry is stored and applied at once: the sender's next message
+    // from that address is delivered.
+    let v = svc.json("/api/senders", &t.read);
+    assert_eq!(
+        v["allow"][0]["entry"], "shop@example.com from 192.0.2.10/32",
+        "{v}"
+    );
+    assert_eq!(v["allow"][0]["source"], "store");
+    assert_eq!(
+        svc.send("shop@example.com", &["you@example.org"], "QR2", MEDIUM)
+            .action(),
+        "deliver"
+    );
+    let v = svc.json("/api/actions?limit=20", &t.admin);
+    let whats: Vec<&str> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["by"] == "http:admin")
+        .map(|a| a["what"].as_str().unwrap())
+        .collect();
+    assert!(
+        whats.starts_with(&[
+            "allow-sender",
+            "allow-add",
+            "release",
+            "release-begin",
+            "release-failed"
+        ]),
+        "{v}"
+    );
+    assert!(
+        svc.log_text()
+            .contains("quarantine entry released through the API")
+    );
+    drop(sink);
     svc.stop();
 }

@@ -29,6 +29,9 @@
 //! - [`release`]: releasing quarantined mail: the release token and key, the
 //!   milter's check of it ([`release::gate`]), delivery by SMTP to the relay and
 //!   from Postfix's hold queue;
+//! - [`resend`]: releasing one quarantine entry, the store's state machine around
+//!   the delivery, with learning as ham and allowing the sender: what the
+//!   `chaff quarantine release` command and the HTTP API both call;
 //! - [`accounts`]: the lock store (redb), shared with the `chaff accounts` command;
 //! - [`service`]: what every connection shares: engine and settings (swapped whole
 //!   on reload), lock store, counters, buffer budget, and the scan threads
@@ -74,6 +77,7 @@ pub mod policy;
 pub mod protocol;
 pub mod quarantine;
 pub mod release;
+pub mod resend;
 mod scan_pool;
 pub mod server;
 pub mod service;

@@ -999,13 +999,16 @@ mod tests {
             kept: Some((id, Told::Discard)),
             ..q.clone()
         };
-        assert_eq!(responses(&kept, &s, all(), (0, 0)), vec![Response::Discard]);
+        assert_eq!(
+            responses(&kept, &s, all(), OwnHeaders::default()),
+            vec![Response::Discard]
+        );
         let held = Decision {
             kept: Some((id, Told::Hold)),
             ..q.clone()
         };
         assert!(matches!(
-            responses(&held, &s, all(), (0, 0))[2],
+            responses(&held, &s, all(), OwnHeaders::default())[2],
             Response::Quarantine(_)
         ));
         let rejected = Decision {
@@ -1013,7 +1016,7 @@ mod tests {
             ..r.clone()
         };
         assert_eq!(
-            responses(&rejected, &s, all(), (0, 0)),
+            responses(&rejected, &s, all(), OwnHeaders::default()),
             vec![Response::ReplyCode(
                 "557 5.7.1 forbid to send spam mail".into()
             )]
@@ -1021,7 +1024,7 @@ mod tests {
         let failed = q.keep_failed("disk full".into());
         assert_eq!(failed.outcome, Outcome::QuarantineTempfail);
         assert_eq!(
-            responses(&failed, &s, all(), (0, 0)),
+            responses(&failed, &s, all(), OwnHeaders::default()),
             vec![Response::ReplyCode(QUARANTINE_TEMPFAIL_REPLY.into())]
         );
     }

@@ -87,10 +87,9 @@ pub fn parse_date(s: &str) -> Option<u64> {
         } else {
             (t, 0)
         };
-        let clock =
-            clock
-                .split_once('.')
-                .map_or(clock, |(c, frac)| if digits(frac) { c } else { "" });
+        let clock = clock
+            .split_once('.')
+            .map_or(clock, |(c, frac)| if digits(frac) { c } else { "" });
         let parts: Vec<&str> = clock.split(':').collect();
         if parts.iter().any(|p| p.len() != 2 || !digits(p)) {
             return None;

@@ -41,6 +41,7 @@ mod tls;
 
 pub use auth::{Admin, Caller, Principal, Reader, Scanner};
 pub use error::{ApiError, Json};
+pub use learn::LEARN_LOCK_WAIT;
 pub use state::HttpState;
 pub(crate) use tls::for_config as tls_acceptor;
 

@@ -22,7 +22,7 @@ pub struct AdminAction {
     pub at: u64,
     /// Who (the admin's user name, or `root` for the command line).
     pub by: String,
-    /// What: `release-begin`, `release`, `release-failed`, `resolve-delivered`,
+    /// What: `release-begin`, `release`, `release-failed`, `release-in-doubt`, `resolve-delivered`,
     /// `resolve-held`, `delete`, `purge`, `allow-add`, `allow-remove`,
     /// `block-add`, `block-remove`, or what the caller of
     /// [`StateStore::log_action`] names.

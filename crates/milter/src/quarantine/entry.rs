@@ -67,8 +67,9 @@ impl Told {
 ///
 /// ```text
 /// Held ──begin_release──▶ Releasing ──finish_release──▶ Released
-///  ▲                          │ (older than RELEASE_IN_DOUBT_AFTER: in doubt;
-///  └──────abandon_release─────┘  begin_release with force starts a new attempt)
+///  ▲                          │ (marked in doubt by mark_in_doubt, or older than
+///  │                          │  RELEASE_IN_DOUBT_AFTER: in doubt; begin_release
+///  └──────abandon_release─────┘  with force starts a new attempt)
 /// Held, Released, in-doubt Releasing ──delete──▶ Deleted (the message is dropped)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +86,12 @@ pub enum EntryState {
         at: u64,
         /// The attempt's number, so an old attempt cannot finish a newer one.
         attempt: u64,
+        /// Why the attempt is in doubt, when its delivery said so at once (the
+        /// relay's answer to the message was lost, the held file could not be
+        /// found afterwards): [`StateStore::mark_in_doubt`](super::StateStore::mark_in_doubt).
+        /// Absent in records written before it existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        doubt: Option<String>,
     },
     /// Delivered again.
     Released {
@@ -134,10 +141,11 @@ impl EntryState {
         }
     }
 
-    /// True for a release that started [`RELEASE_IN_DOUBT_AFTER`] or more before
-    /// `now` and never finished.
+    /// True for a release whose delivery was marked in doubt, or that started
+    /// [`RELEASE_IN_DOUBT_AFTER`] or more before `now` and never finished.
     pub fn in_doubt(&self, now: u64) -> bool {
-        matches!(self, EntryState::Releasing { at, .. } if now.saturating_sub(*at) >= RELEASE_IN_DOUBT_AFTER)
+        matches!(self, EntryState::Releasing { at, doubt, .. }
+            if doubt.is_some() || now.saturating_sub(*at) >= RELEASE_IN_DOUBT_AFTER)
     }
 }
 
@@ -487,6 +495,7 @@ mod tests {
             by: "a".into(),
             at: 1000,
             attempt: 1,
+            doubt: None,
         };
         assert!(!s.in_doubt(1000 + RELEASE_IN_DOUBT_AFTER - 1));
         assert_eq!(s.name(1001), "releasing");
@@ -499,5 +508,37 @@ mod tests {
             r#"{"state":"releasing","by":"a","at":1000,"attempt":1}"#
         );
         assert_eq!(serde_json::from_str::<EntryState>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn a_release_marked_in_doubt_is_in_doubt_at_once() {
+        let s = EntryState::Releasing {
+            by: "a".into(),
+            at: 1000,
+            attempt: 1,
+            doubt: Some("the relay's answer was lost".into()),
+        };
+        assert!(s.in_doubt(1000));
+        assert!(s.in_doubt(0), "whatever the clock says");
+        assert_eq!(s.name(1000), "in_doubt");
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(
+            json,
+            r#"{"state":"releasing","by":"a","at":1000,"attempt":1,"doubt":"the relay's answer was lost"}"#
+        );
+        assert_eq!(serde_json::from_str::<EntryState>(&json).unwrap(), s);
+        // A record written before the field existed reads as not marked.
+        let old: EntryState =
+            serde_json::from_str(r#"{"state":"releasing","by":"b","at":5,"attempt":9}"#).unwrap();
+        assert_eq!(
+            old,
+            EntryState::Releasing {
+                by: "b".into(),
+                at: 5,
+                attempt: 9,
+                doubt: None
+            }
+        );
+        assert!(!old.in_doubt(6));
     }
 }

@@ -7,10 +7,12 @@
 //! A release is three steps around the delivery, which happens outside the
 //! store: [`StateStore::begin_release`] marks the entry `Releasing` and hands the
 //! message over; then [`StateStore::finish_release`] (delivered) or
-//! [`StateStore::abandon_release`] (refused cleanly: back to `Held`). A process
-//! that dies between them leaves the entry `Releasing`; after
-//! [`super::RELEASE_IN_DOUBT_AFTER`] it is in doubt, and only an admin decides:
-//! [`StateStore::resolve_in_doubt`], or `begin_release` with `force`.
+//! [`StateStore::abandon_release`] (refused cleanly: back to `Held`), or
+//! [`StateStore::mark_in_doubt`] (the delivery cannot tell whether the message
+//! went: in doubt at once). A process that dies between them leaves the entry
+//! `Releasing`; after [`super::RELEASE_IN_DOUBT_AFTER`] it is in doubt too. Only
+//! an admin settles an entry in doubt: [`StateStore::resolve_in_doubt`], or
+//! `begin_release` with `force`.
 
 use super::audit::{self, AdminAction};
 use super::db::{ENTRIES, MESSAGES, META, META_BYTES, meta_add};
@@ -45,11 +47,15 @@ pub enum StateError {
 fn describe(s: &EntryState, now: u64) -> String {
     match s {
         EntryState::Held => "is held".into(),
-        EntryState::Releasing { by, at, .. } if s.in_doubt(now) => format!(
-            "a release by {by} started at {} never finished: it is in doubt (the message may \
+        EntryState::Releasing { by, at, doubt, .. } if s.in_doubt(now) => format!(
+            "a release by {by} started at {} {}: it is in doubt (the message may \
              or may not have been delivered); check the recipient's mailbox and the MTA's log, \
              then force a new release or mark it done",
-            format_time(*at)
+            format_time(*at),
+            match doubt {
+                Some(why) => format!("ended uncertain ({why})"),
+                None => "never finished".into(),
+            }
         ),
         EntryState::Releasing { by, at, .. } => {
             format!("is being released by {by} since {}", format_time(*at))
@@ -170,6 +176,7 @@ impl StateStore {
                 by: by.to_string(),
                 at: now,
                 attempt,
+                doubt: None,
             };
             store_summary(txn, &s)?;
             log(txn, now, by, "release-begin", id, detail)?;
@@ -244,6 +251,39 @@ impl StateStore {
                 now,
                 &ticket.by,
                 "release-failed",
+                ticket.id,
+                why.to_string(),
+            )?;
+            Ok(Ok(s))
+        })?
+    }
+
+    /// The delivery of `ticket` may or may not have happened (`why`: the relay's
+    /// answer to the message was lost, the held file was gone afterwards): the
+    /// entry stays `Releasing` but is in doubt from now on, not only after
+    /// [`super::RELEASE_IN_DOUBT_AFTER`], so nothing releases it again until an
+    /// admin has checked ([`StateStore::resolve_in_doubt`], or `begin_release`
+    /// with `force`).
+    pub fn mark_in_doubt(
+        &self,
+        ticket: &ReleaseTicket,
+        why: &str,
+        now: u64,
+    ) -> Result<Summary, StateError> {
+        self.db.write(|txn| {
+            let mut s = match Self::in_attempt(txn, ticket, now)? {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(e)),
+            };
+            if let EntryState::Releasing { doubt, .. } = &mut s.state {
+                *doubt = Some(why.to_string());
+            }
+            store_summary(txn, &s)?;
+            log(
+                txn,
+                now,
+                &ticket.by,
+                "release-in-doubt",
                 ticket.id,
                 why.to_string(),
             )?;

@@ -211,6 +211,59 @@ fn an_unfinished_release_is_in_doubt_and_only_an_admin_settles_it() {
 }
 
 #[test]
+fn a_release_marked_in_doubt_is_refused_until_forced_or_settled() {
+    let (_d, s) = store();
+    let id = s
+        .put(&entry(T0, "a@x.test", &["r@y.test"], 10.0, "s"))
+        .unwrap();
+    let now = 2_000_000_000;
+    let t = s.begin_release(id, "alice", false, now).unwrap();
+    let marked = s
+        .mark_in_doubt(&t, "no answer to the end of the message", now + 1)
+        .unwrap();
+    // In doubt at once, not only after RELEASE_IN_DOUBT_AFTER.
+    assert!(marked.state.in_doubt(now + 1));
+    assert_eq!(marked.state.name(now + 1), "in_doubt");
+    let e = s.begin_release(id, "bob", false, now + 2).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("in doubt") && text.contains("no answer to the end of the message"),
+        "{text}"
+    );
+    let page = s
+        .list(
+            &Filter {
+                state: Some(StateFilter::InDoubt),
+                ..Filter::default()
+            },
+            10,
+            None,
+            now + 2,
+        )
+        .unwrap();
+    assert_eq!(page.entries.len(), 1);
+    // Forced, a new attempt starts, and the old ticket cannot mark it.
+    let retry = s.begin_release(id, "bob", true, now + 3).unwrap();
+    assert!(matches!(
+        s.mark_in_doubt(&t, "stale", now + 3),
+        Err(StateError::Conflict { .. })
+    ));
+    assert!(!s.get(id).unwrap().unwrap().summary.state.in_doubt(now + 3));
+    s.finish_release(&retry, "250 ok", now + 4).unwrap();
+    // Settled by hand: held again, to be released anew.
+    let id2 = s
+        .put(&entry(T0 + 1, "a@x.test", &["r@y.test"], 10.0, "s"))
+        .unwrap();
+    let t2 = s.begin_release(id2, "alice", false, now).unwrap();
+    s.mark_in_doubt(&t2, "postsuper ran; the queue file was not seen", now)
+        .unwrap();
+    let r = s.resolve_in_doubt(id2, "bob", false, now + 1).unwrap();
+    assert_eq!(r.state, EntryState::Held);
+    let whats: Vec<String> = s.actions(3).unwrap().into_iter().map(|a| a.what).collect();
+    assert_eq!(whats, ["resolve-held", "release-in-doubt", "release-begin"]);
+}
+
+#[test]
 fn two_concurrent_releases_one_wins_threads_and_handles() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.redb");

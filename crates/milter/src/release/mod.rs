@@ -14,8 +14,9 @@
 //! [`deliver`] does either and says what happened ([`Delivery`]) and what that
 //! means for the quarantine entry ([`Settlement`]). It knows nothing of the
 //! quarantine store; the caller (the `chaff quarantine release` command, the
-//! HTTP API) wraps it so that two releases asked at the same moment deliver
-//! once and a crash never re-sends silently:
+//! HTTP API, both through [`crate::resend::release_entry`]) wraps it so that two
+//! releases asked at the same moment deliver once and a crash never re-sends
+//! silently:
 //!
 //! ```text
 //! store.begin_release(id, who)   // compare-and-set Held → Releasing, durable;

@@ -16,10 +16,12 @@
 
 use super::delete::delete_entries;
 use super::quarantine::entry_id;
+use super::release::release_entries;
 use crate::http::auth::Admin;
 use crate::http::error::{ApiError, Json};
 use crate::http::state::HttpState;
 use crate::quarantine::EntryId;
+use crate::resend::ResendOptions;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -144,11 +146,16 @@ pub(crate) async fn bulk(
             .map(|(id, r)| (id, result_of(&id.to_string(), r)))
             .collect(),
         BulkAction::Release => {
-            // TODO(resend): wired once the resend module is merged.
-            return Err(ApiError::new(
-                axum::http::StatusCode::NOT_IMPLEMENTED,
-                "release: not yet",
-            ));
+            let opts = ResendOptions {
+                force: req.force,
+                learn_ham: req.learn_ham,
+                allow_sender: req.allow_sender,
+            };
+            release_entries(&state, &who, valid, opts)
+                .await?
+                .into_iter()
+                .map(|(id, r)| (id, result_of(&id.to_string(), r)))
+                .collect()
         }
     };
     let results: Vec<Map<String, Value>> = order

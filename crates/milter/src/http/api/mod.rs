@@ -5,6 +5,7 @@
 //! | `GET /api/whoami` | any user | here |
 //! | `GET /api/quarantine`, `GET /api/quarantine/{id}` | `read` | [`quarantine`] |
 //! | `GET /api/quarantine/{id}/raw` | `scan`, `admin` | [`quarantine`] |
+//! | `POST /api/quarantine/{id}/release`, `…/resolve` | `admin` | [`release`] |
 //! | `POST /api/quarantine/{id}/delete` | `admin` | [`delete`] |
 //! | `POST /api/quarantine/bulk` | `admin` | [`bulk`] |
 //! | `GET /api/senders` | `read` | [`senders`] |
@@ -36,6 +37,7 @@ pub mod delete;
 pub mod history;
 pub mod quarantine;
 pub mod query;
+pub mod release;
 pub mod senders;
 pub mod stats;
 pub mod store;
@@ -76,6 +78,8 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/api/quarantine/bulk", post(bulk::bulk))
         .route("/api/quarantine/{id}", get(quarantine::show))
         .route("/api/quarantine/{id}/raw", get(quarantine::raw))
+        .route("/api/quarantine/{id}/release", post(release::release))
+        .route("/api/quarantine/{id}/resolve", post(release::resolve))
         .route("/api/quarantine/{id}/delete", post(delete::delete))
         .route("/api/senders", get(senders::list))
         .route(

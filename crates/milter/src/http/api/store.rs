@@ -28,15 +28,14 @@ pub fn by(p: &Principal) -> String {
 }
 
 /// An entry's state as an answer's fields: `state` (its name), and `by`, `at`,
-/// `at_utc`, `how` where the state has them.
+/// `at_utc`, `how` where the state has them (for a release in doubt, why).
 pub fn state_fields(s: &EntryState, now: u64) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("state".into(), s.name(now).into());
     let (by, at, how) = match s {
         EntryState::Held => (None, None, None),
-        EntryState::Releasing { by, at, .. } | EntryState::Deleted { by, at } => {
-            (Some(by), Some(*at), None)
-        }
+        EntryState::Releasing { by, at, doubt, .. } => (Some(by), Some(*at), doubt.as_ref()),
+        EntryState::Deleted { by, at } => (Some(by), Some(*at), None),
         EntryState::Released { by, at, how } => (Some(by), Some(*at), Some(how)),
     };
     if let Some(by) = by {
