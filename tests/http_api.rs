@@ -429,7 +429,7 @@ fn the_quarantine_is_listed_shown_fetched_and_deleted_by_role() {
     let v = svc.json(&format!("/api/quarantine/{id1}"), &t.read);
     assert_eq!(v["id"], id1.as_str());
     assert_eq!(v["envelope"]["queue_id"], "QA1");
-    assert_eq!(v["envelope"]["helo"].is_string(), true, "{v}");
+    assert!(v["envelope"]["helo"].is_string(), "{v}");
     assert_eq!(v["envelope"]["client_addr"], "192.0.2.10");
     let hits = v["verdict"]["hits"].as_array().unwrap();
     assert!(!hits.is_empty(), "{v}");
@@ -571,7 +571,7 @@ fn the_quarantine_is_listed_shown_fetched_and_deleted_by_role() {
     assert_eq!(v["by"], "http:admin");
     assert!(v["at"].as_u64().unwrap() >= now);
     let v = svc.json("/api/quarantine?state=deleted", &t.read);
-    assert_eq!(ids(&v), [id1.clone()]);
+    assert_eq!(ids(&v), std::slice::from_ref(&id1));
 
     // Bulk: each id's own result.
     let (id2, id3) = (id_of(&svc, &t.read, "QA2"), id_of(&svc, &t.read, "QA3"));

@@ -188,13 +188,13 @@ mod tests {
         assert_eq!(c.state.path, Path::new("/etc/chaff/s/state.redb"));
         let s = Settings::from_config(&c).unwrap();
         assert_eq!(s.release_key(), Path::new("/etc/chaff/k"));
-        let c = load("[state]\npath = \"s/state.redb\"\n").unwrap();
-        let s = Settings::from_config(&c).unwrap();
-        assert_eq!(s.release_key(), Path::new("/etc/chaff/s/release.key"));
         assert_eq!(
             c.quarantine.release_key.as_deref(),
             Some(Path::new("/etc/chaff/k"))
         );
+        let c = load("[state]\npath = \"s/state.redb\"\n").unwrap();
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.release_key(), Path::new("/etc/chaff/s/release.key"));
     }
 
     #[test]
