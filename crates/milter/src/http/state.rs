@@ -27,7 +27,7 @@ pub struct HttpState {
     /// process queue here instead of on the model file's lock.
     pub(crate) learning: tokio::sync::Mutex<()>,
     /// The summary's top lists, computed now and then (`GET /api/stats`).
-    pub(crate) stats: StatsCache,
+    pub(crate) stats: Arc<StatsCache>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -47,7 +47,7 @@ impl HttpState {
             auth,
             users_file: file,
             learning: tokio::sync::Mutex::new(()),
-            stats: StatsCache::default(),
+            stats: Arc::default(),
         }))
     }
 

@@ -23,7 +23,8 @@
 //! through [`super::error::Json`] (both 400 naming the parameter or field); it
 //! returns `Result<_, ApiError>`. State-changing calls take a JSON body (`{}` for
 //! the defaults) with `Content-Type: application/json`, which a cross-site HTML
-//! form cannot send. The state store's work runs on blocking threads
+//! form cannot send (the accounts' lock and unlock, older, still take an empty
+//! body). The state store's work runs on blocking threads
 //! ([`store::blocking`]); its errors become 404, 409 (with the entry's state,
 //! who and when) or 503. Every change is logged (tracing, with the user's name)
 //! and written to the store's action log as `http:NAME`. Add a route to
