@@ -1,10 +1,16 @@
-//! `chaff quarantine list|show|delete|purge`: the spam report list, from the
-//! command line.
+//! `chaff quarantine list|show|release|resolve|delete|purge`: the spam report
+//! list, from the command line.
 //!
 //! The state store is shared with the running service (redb in multi-writer
 //! mode), so these commands work while `chaff milter` runs. They never create a
 //! store at a mistyped path. Every change is logged in the store's admin action
-//! log under the name of the user running the command (`SUDO_USER`, `USER`).
+//! log as `cli:` and the name of the user running the command ([`operator`]).
+//!
+//! `release` goes through [`chaff_milter::resend::release_entry`], the same code
+//! as the HTTP API's release: hold-mode entries leave Postfix's hold queue
+//! (`postsuper -H`: as root, or through the sudo rule in `contrib/sudoers.chaff`),
+//! the others are sent by SMTP to `[quarantine] release_relay` with a release
+//! token made with the service's key (which this command reads, never creates).
 
 use super::output::Format;
 use super::{CliError, load_service_config};
@@ -12,8 +18,9 @@ use chaff::Engine;
 use chaff_milter::accounts::format_time;
 use chaff_milter::quarantine::{
     AdminAction, Entry, EntryId, EntryState, Filter, MAX_HEADER_BYTES, MAX_PAGE, Preview,
-    StateFilter, StateStore, Summary, now_ms,
+    StateError, StateFilter, StateStore, Summary, now_ms,
 };
+use chaff_milter::resend::{ResendError, ResendOptions, release_config, release_entry};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,6 +53,37 @@ pub enum QuarantineAction {
         /// Output format (json: the entry's record, without the message).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Release (resend) entries to their original recipients with their original
+    /// envelope; exit status 0 only when every one was released.
+    Release {
+        /// The entries' ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// After the release, learn each message as ham (updates the configured model).
+        #[arg(long)]
+        learn_ham: bool,
+        /// After the release, allow each sender from the address its message came
+        /// from (`SENDER from CLIENT_ADDR`).
+        #[arg(long)]
+        allow_sender: bool,
+        /// Release an entry whose earlier release is in doubt (check first that it
+        /// was not delivered: the recipient's mailbox, the MTA's log).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Settle an entry whose release is in doubt, after checking the recipient's
+    /// mailbox and the MTA's log.
+    #[command(group(clap::ArgGroup::new("outcome").required(true).args(["delivered", "not_delivered"])))]
+    Resolve {
+        /// The entry's id.
+        id: String,
+        /// It was delivered: mark it released.
+        #[arg(long)]
+        delivered: bool,
+        /// It was not delivered: hold it again, to be released anew.
+        #[arg(long)]
+        not_delivered: bool,
     },
     /// Delete entries' messages (the record stays, marked deleted, until retention).
     Delete {
@@ -118,12 +156,57 @@ fn parse_since(s: &str) -> Result<u64, String> {
     chaff_milter::time::parse_point(s, now_ms() / 1000)
 }
 
-/// Who is running the command, for the action log.
+/// Who is running the command, for the action log: `cli:` and the user who
+/// ran `sudo` (`SUDO_USER`), else the login name (`USER`, `LOGNAME`), else the
+/// name of this process's user id in `/etc/passwd` (or `uidN`).
 pub fn operator() -> String {
-    ["SUDO_USER", "USER", "LOGNAME"]
+    let name = ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
-        .map_or_else(|| "cli".into(), |u| u.trim().to_string())
+        .unwrap_or_else(|| {
+            // The owner of /proc/self is this process's user id (no libc call,
+            // so no unsafe code in the CLI).
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::metadata("/proc/self") {
+                Ok(m) => user_name(m.uid()).unwrap_or_else(|| format!("uid{}", m.uid())),
+                Err(_) => "unknown".into(),
+            }
+        });
+    cli_name(&name)
+}
+
+/// `cli:NAME`, the name trimmed, cut at 64 characters, control characters and
+/// spaces replaced by `_` (it goes in logs and in the action log's lines).
+fn cli_name(name: &str) -> String {
+    let name: String = name
+        .trim()
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_control() || c.is_whitespace() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("cli:{name}")
+}
+
+/// The name of user id `uid` in `/etc/passwd` (read up to 4 MiB).
+fn user_name(uid: u32) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open("/etc/passwd")
+        .ok()?
+        .take(4 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let (name, _, id) = (f.next()?, f.next()?, f.next()?);
+        (id.parse::<u32>().ok()? == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 fn id_of(s: &str) -> Result<EntryId, CliError> {
@@ -158,8 +241,13 @@ fn clean(s: &str) -> String {
 fn state_text(s: &EntryState, now: u64) -> String {
     match s {
         EntryState::Held => "held".into(),
-        EntryState::Releasing { by, at, .. } => {
-            format!("{} (by {by} at {})", s.name(now), format_time(*at))
+        EntryState::Releasing { by, at, doubt, .. } => {
+            let mut t = format!("{} (by {by} at {})", s.name(now), format_time(*at));
+            if let Some(why) = doubt {
+                t.push_str(": ");
+                t.push_str(&clean(why));
+            }
+            t
         }
         EntryState::Released { by, at, how } => {
             format!("released by {by} at {} ({how})", format_time(*at))
@@ -223,6 +311,40 @@ pub fn run(args: QuarantineArgs) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        QuarantineAction::Release {
+            ids,
+            learn_ham,
+            allow_sender,
+            force,
+        } => {
+            let ids = ids
+                .iter()
+                .map(|s| id_of(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = ResendOptions {
+                force,
+                learn_ham,
+                allow_sender,
+            };
+            release(&store, &config, &ids, &opts)
+        }
+        QuarantineAction::Resolve {
+            id,
+            delivered,
+            not_delivered: _,
+        } => {
+            let id = id_of(&id)?;
+            match store.resolve_in_doubt(id, &operator(), delivered, now) {
+                Ok(s) => {
+                    println!("{id}: {}", state_text(&s.state, now));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("chaff: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         QuarantineAction::Delete { ids, learn_spam } => {
             let ids = ids
                 .iter()
@@ -283,6 +405,58 @@ pub fn run(args: QuarantineArgs) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `chaff quarantine release`: each id in turn, a line for each saying what
+/// happened; exit status 1 when any was not released or an option failed.
+fn release(
+    store: &StateStore,
+    config: &chaff_milter::ServiceConfig,
+    ids: &[EntryId],
+    opts: &ResendOptions,
+) -> Result<ExitCode, CliError> {
+    let settings = chaff_milter::settings::Settings::from_config(config)
+        .map_err(|(field, e)| format!("field `{field}`: {e}"))?;
+    let delivery = release_config(&settings)?;
+    // The engine only reads the message when it is learned; its configuration
+    // names the model. Without --learn-ham the model is not loaded.
+    let mut engine_config = config.engine.clone();
+    if !opts.learn_ham {
+        engine_config.model = None;
+    }
+    let engine = Engine::new(&engine_config)?;
+    let by = operator();
+    let mut failed = false;
+    for &id in ids {
+        match release_entry(store, &engine, &delivery, id, &by, opts, now_ms() / 1000) {
+            Ok(r) => {
+                println!("{id}: released: {}", r.delivery);
+                if let Some((before, after)) = r.learned {
+                    println!("{id}: learned as ham: score {before:.2} -> {after:.2}");
+                }
+                if let Some(entry) = &r.allowed {
+                    println!("{id}: allowed: {entry}");
+                }
+                for p in &r.problems {
+                    eprintln!("chaff: {id}: {p}");
+                    failed = true;
+                }
+            }
+            Err(e) => {
+                // A conflict names the entry itself, with who and when.
+                match &e {
+                    ResendError::State(StateError::Conflict { .. }) => eprintln!("chaff: {e}"),
+                    _ => eprintln!("chaff: {id}: {e}"),
+                }
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn list(store: &StateStore, l: ListArgs, now: u64) -> Result<ExitCode, CliError> {
@@ -432,6 +606,15 @@ fn show_text(e: &Entry, message: Option<&[u8]>, engine: &Engine, now: u64) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operators_are_named_for_the_log() {
+        assert_eq!(cli_name("alice"), "cli:alice");
+        assert_eq!(cli_name(" bob\n evil "), "cli:bob__evil");
+        assert_eq!(cli_name(&"x".repeat(100)).len(), 4 + 64);
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert!(operator().starts_with("cli:"));
+    }
 
     #[test]
     fn times_read_as_the_api_reads_them() {

@@ -514,7 +514,7 @@ pub struct QuarantineConfig {
     /// quarantine carries a token made with it and is delivered unscanned
     /// ([`crate::release`]). The service creates the file at start when it is
     /// missing. Unset: `release.key` beside the state store
-    /// ([`Settings::release_key`](crate::settings::Settings::release_key)). A relative path is taken from the
+    /// ([`crate::settings::Settings::release_key`]). A relative path is taken from the
     /// configuration file's directory. Takes effect at start.
     pub release_key: Option<PathBuf>,
 }

@@ -101,8 +101,9 @@ pub enum ResendError {
     /// recipient's mailbox and the MTA's log, then forces a new release or
     /// marks it delivered.
     #[error(
-        "in doubt: {0}; check the recipient's mailbox and the MTA's log, then release \
-         it again with force or resolve it as delivered"
+        "perhaps delivered, perhaps not, so the entry is in doubt: {0}; check the \
+         recipient's mailbox and the MTA's log, then release it again with force or \
+         resolve it as delivered or not"
     )]
     InDoubt(String),
     /// `learn_ham` was asked but there is nothing to learn into; nothing was done.

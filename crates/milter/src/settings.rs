@@ -195,6 +195,7 @@ mod tests {
         let c = load("[state]\npath = \"s/state.redb\"\n").unwrap();
         let s = Settings::from_config(&c).unwrap();
         assert_eq!(s.release_key(), Path::new("/etc/chaff/s/release.key"));
+        assert_eq!(c.quarantine.release_key, None);
     }
 
     #[test]
