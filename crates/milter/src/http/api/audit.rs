@@ -1,7 +1,7 @@
 //! `GET /api/actions` (`admin`): the admin action log, newest first: who did
 //! what, when, to which entry (releases and their steps, deletions, learning,
 //! sender list edits, account locks and unlocks through the API, purges).
-//! Users of the API appear as `http:NAME`, the command line as the system user.
+//! Users of the API appear as `http:NAME`, the commands as `cli:USER`.
 //!
 //! Query: `limit` (1–[`MAX_LIMIT`], default [`DEFAULT_LIMIT`]). Answer:
 //! `{"actions": [{"at", "at_utc", "by", "what", "id", "detail"}…]}`.
