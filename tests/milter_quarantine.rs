@@ -387,8 +387,10 @@ fn the_commands_list_show_delete_and_purge_the_running_services_store() {
         ],
     );
     assert_eq!(String::from_utf8_lossy(&deleted.stdout).lines().count(), 1);
-    // Purge what is older than a second.
-    std::thread::sleep(Duration::from_millis(1100));
+    // Purge what is older than a second. The cut-off is in whole seconds
+    // (now, rounded down, less one), so an entry is surely older than it only
+    // two seconds on.
+    std::thread::sleep(Duration::from_millis(2100));
     let purge = cli(&config, &["quarantine", "purge", "--older-than", "1s"]);
     assert!(
         text(&purge).contains("purged 3 entries"),

@@ -17,8 +17,8 @@ use super::{CliError, load_service_config};
 use chaff::Engine;
 use chaff_milter::accounts::format_time;
 use chaff_milter::quarantine::{
-    AdminAction, Entry, EntryId, EntryState, Filter, MAX_PAGE, StateError, StateFilter, StateStore,
-    Summary, now_ms,
+    AdminAction, Entry, EntryId, EntryState, Filter, MAX_HEADER_BYTES, MAX_PAGE, Preview,
+    StateError, StateFilter, StateStore, Summary, now_ms,
 };
 use chaff_milter::resend::{ResendError, ResendOptions, release_config, release_entry};
 use std::path::PathBuf;
@@ -105,8 +105,8 @@ pub enum QuarantineAction {
 /// Filters and paging of `chaff quarantine list`.
 #[derive(clap::Args)]
 pub struct ListArgs {
-    /// Kept within this long (`7d`, `12h`) or since this UTC time (`2026-11-29`,
-    /// `2026-11-29 08:00:00`).
+    /// Kept within this long (`7d`, `12h`), or since this time: UTC
+    /// (`2026-11-29`, `2026-11-29 08:00:00`), RFC 3339, or seconds since 1970.
     #[arg(long, value_parser = parse_since)]
     since: Option<u64>,
     /// Kept before this UTC time (or this long ago).
@@ -150,61 +150,10 @@ fn parse_state(s: &str) -> Result<StateFilter, String> {
         .ok_or_else(|| format!("`{s}`: use held, releasing, in_doubt, released or deleted"))
 }
 
-/// Days since the epoch of a proleptic Gregorian date (Howard Hinnant's
-/// days-from-civil).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Reads `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]` or `YYYY-MM-DDTHH:MM[:SS]` (UTC).
-fn parse_date(s: &str) -> Option<u64> {
-    let s = s
-        .trim()
-        .trim_end_matches("UTC")
-        .trim_end_matches('Z')
-        .trim();
-    let (date, time) = match s.split_once([' ', 'T']) {
-        Some((d, t)) => (d, Some(t.trim())),
-        None => (s, None),
-    };
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) || y < 1970 {
-        return None;
-    }
-    let mut secs = 0i64;
-    if let Some(t) = time {
-        let parts: Vec<i64> = t
-            .split(':')
-            .map(|p| p.parse::<i64>().ok())
-            .collect::<Option<_>>()?;
-        let (h, mi, se) = match parts.as_slice() {
-            [h, m] => (*h, *m, 0),
-            [h, m, s] => (*h, *m, *s),
-            _ => return None,
-        };
-        if !(0..24).contains(&h) || !(0..60).contains(&mi) || !(0..=60).contains(&se) {
-            return None;
-        }
-        secs = h * 3600 + mi * 60 + se;
-    }
-    u64::try_from(days_from_civil(y, m, day) * 86_400 + secs).ok()
-}
-
-/// A point in time: a duration back from now, or a UTC date.
+/// A point in time: a duration back from now, seconds since 1970, RFC 3339 or
+/// a UTC date (`chaff_milter::time`, the admin API's reader too).
 fn parse_since(s: &str) -> Result<u64, String> {
-    if let Ok(d) = chaff::config::parse_duration(s) {
-        return Ok((now_ms() / 1000).saturating_sub(d.as_secs()));
-    }
-    parse_date(s).ok_or_else(|| {
-        format!("`{s}` is neither a duration (`7d`) nor a UTC date (`2026-11-29 08:00`)")
-    })
+    chaff_milter::time::parse_point(s, now_ms() / 1000)
 }
 
 /// Who is running the command, for the action log: `cli:` and the user who
@@ -574,28 +523,6 @@ fn list(store: &StateStore, l: ListArgs, now: u64) -> Result<ExitCode, CliError>
     Ok(ExitCode::SUCCESS)
 }
 
-/// Marks every hit in `text` as `[[hit]]`; `spans` are byte ranges (offset,
-/// length) that lie on character boundaries of `text`.
-pub fn mark(text: &str, mut spans: Vec<(usize, usize)>) -> String {
-    spans.sort_unstable();
-    let mut out = String::with_capacity(text.len() + spans.len() * 4);
-    let mut at = 0;
-    for (start, len) in spans {
-        let end = start.saturating_add(len).min(text.len());
-        if start < at || start > end || !text.is_char_boundary(start) || !text.is_char_boundary(end)
-        {
-            continue;
-        }
-        out.push_str(&text[at..start]);
-        out.push_str("[[");
-        out.push_str(&text[start..end]);
-        out.push_str("]]");
-        at = end;
-    }
-    out.push_str(&text[at..]);
-    out
-}
-
 /// The text of `chaff quarantine show`.
 fn show_text(e: &Entry, message: Option<&[u8]>, engine: &Engine, now: u64) -> String {
     use std::fmt::Write as _;
@@ -659,37 +586,19 @@ fn show_text(e: &Entry, message: Option<&[u8]>, engine: &Engine, now: u64) -> St
         let _ = writeln!(o, "\n(the message was deleted)");
         return o;
     };
-    let (end, _) = chaff::text::header_end(raw);
+    let p = Preview::of(raw, engine);
     let _ = writeln!(o, "\n--- headers");
-    let head = String::from_utf8_lossy(&raw[..end.min(raw.len())]).replace("\r\n", "\n");
-    let _ = writeln!(o, "{}", clean(head.trim_end()));
-    let decoded = engine.decode(raw);
-    let found = engine.find(&decoded);
-    let _ = writeln!(o, "\n--- decoded text, hits marked [[like this]]");
-    let spans_of = |source_is_subject: bool, part: usize| {
-        found
-            .iter()
-            .filter(|f| {
-                (f.location.source == chaff::TextSource::Subject) == source_is_subject
-                    && (source_is_subject || f.location.part == part)
-            })
-            .map(|f| (f.location.offset, f.location.len))
-            .collect::<Vec<_>>()
-    };
-    let _ = writeln!(
-        o,
-        "Subject: {}",
-        clean(&mark(&decoded.subject, spans_of(true, 0)))
-    );
-    for (i, t) in decoded.texts.iter().enumerate() {
-        let kind = serde_json::to_value(t.source)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let _ = writeln!(o, "\n[part {} ({kind})]", i + 1);
-        let _ = writeln!(o, "{}", clean(&mark(&t.text, spans_of(false, i))));
+    let _ = writeln!(o, "{}", clean(p.headers.trim_end()));
+    if p.headers_truncated {
+        let _ = writeln!(o, "(headers cut at {MAX_HEADER_BYTES} bytes)");
     }
-    if decoded.truncated {
+    let _ = writeln!(o, "\n--- decoded text, hits marked [[like this]]");
+    let _ = writeln!(o, "Subject: {}", clean(&p.subject.marked()));
+    for (i, t) in p.parts.iter().enumerate() {
+        let _ = writeln!(o, "\n[part {} ({})]", i + 1, t.source);
+        let _ = writeln!(o, "{}", clean(&t.marked()));
+    }
+    if p.truncated {
         let _ = writeln!(o, "\n(text cut: over the engine's decoding limit)");
     }
     o
@@ -698,16 +607,6 @@ fn show_text(e: &Entry, message: Option<&[u8]>, engine: &Engine, now: u64) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hits_are_marked_on_character_boundaries() {
-        assert_eq!(mark("买免 费的东西", vec![(3, 7)]), "买[[免 费]]的东西");
-        assert_eq!(mark("free free", vec![(5, 4), (0, 4)]), "[[free]] [[free]]");
-        // Overlapping, out of range or off a boundary: left unmarked, no panic.
-        assert_eq!(mark("免费", vec![(1, 2), (0, 100), (0, 3)]), "[[免]]费");
-        assert_eq!(mark("免费", vec![(1, 3)]), "免费");
-        assert_eq!(mark("abc", vec![(10, 1)]), "abc");
-    }
 
     #[test]
     fn operators_are_named_for_the_log() {
@@ -719,23 +618,12 @@ mod tests {
     }
 
     #[test]
-    fn dates_and_durations_read() {
-        assert_eq!(parse_date("1970-01-01"), Some(0));
-        assert_eq!(parse_date("2023-11-14 22:13:20"), Some(1_700_000_000));
-        assert_eq!(parse_date("2023-11-14T22:13:20Z"), Some(1_700_000_000));
-        assert_eq!(parse_date("2000-02-29 00:00"), Some(951_782_400));
-        for bad in [
-            "2023-13-01",
-            "2023-11",
-            "yesterday",
-            "2023-11-14 25:00",
-            "1969-12-31",
-        ] {
-            assert_eq!(parse_date(bad), None, "{bad}");
-        }
+    fn times_read_as_the_api_reads_them() {
         let now = now_ms() / 1000;
         let t = parse_since("1h").unwrap();
         assert!(now - t >= 3600 && now - t < 3660);
         assert!(parse_since("soon").is_err());
+        assert_eq!(parse_since("2023-11-14T22:13:20Z"), Ok(1_700_000_000));
+        assert_eq!(parse_since("1700000000"), Ok(1_700_000_000));
     }
 }

@@ -51,6 +51,8 @@
 //! - [`http`]: the HTTP listener in the same process: Rspamd's protocol
 //!   (`/checkv2`, `rspamc`), learning, the admin API; [`users`]: the users file
 //!   it authenticates against;
+//! - [`time`]: points in time as the quarantine list's `since` and `until` take
+//!   them (durations, RFC 3339, dates, seconds);
 //! - [`config`] and [`settings`]: the `[milter]`, `[accounts]`, `[http]` and
 //!   `[users]` tables, checked.
 
@@ -84,5 +86,6 @@ pub mod settings;
 mod signals;
 pub mod slots;
 mod throttle;
+pub mod time;
 pub mod users;
 pub use config::{AccountsConfig, MilterConfig, ServiceConfig};

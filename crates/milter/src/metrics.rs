@@ -19,6 +19,21 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// Scan times since the service started, for the admin API's summary: the
+/// quantiles are read off the histogram, so each is the upper bound of its
+/// bucket ([`LATENCY_BUCKETS`]), `None` beyond the largest.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LatencySummary {
+    /// Scans timed.
+    pub count: u64,
+    /// Their mean, in milliseconds (0 without scans).
+    pub mean_ms: f64,
+    /// Half the scans took at most this long, in milliseconds.
+    pub p50_at_most_ms: Option<f64>,
+    /// 99 % of the scans took at most this long, in milliseconds.
+    pub p99_at_most_ms: Option<f64>,
+}
+
 /// Kinds of errors counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -160,6 +175,33 @@ impl Metrics {
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_sum_ns
             .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// The scan times so far, summarised.
+    pub fn scan_latency_summary(&self) -> LatencySummary {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let count = self.latency_count.load(Relaxed);
+        let quantile = |q: f64| {
+            let want = (q * count as f64).ceil() as u64;
+            let mut cumulative = 0;
+            for (i, n) in counts.iter().enumerate() {
+                cumulative += n;
+                if cumulative >= want.max(1) {
+                    return Some(LATENCY_BUCKETS[i] * 1000.0);
+                }
+            }
+            None
+        };
+        LatencySummary {
+            count,
+            mean_ms: if count == 0 {
+                0.0
+            } else {
+                self.latency_sum_ns.load(Relaxed) as f64 / count as f64 / 1e6
+            },
+            p50_at_most_ms: if count == 0 { None } else { quantile(0.5) },
+            p99_at_most_ms: if count == 0 { None } else { quantile(0.99) },
+        }
     }
 
     /// A connection opened.
@@ -521,6 +563,26 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_latency_summary_reads_the_histogram() {
+        let m = Metrics::default();
+        let s = m.scan_latency_summary();
+        assert_eq!((s.count, s.mean_ms, s.p50_at_most_ms), (0, 0.0, None));
+        for _ in 0..98 {
+            m.scan_latency(Duration::from_micros(200));
+        }
+        m.scan_latency(Duration::from_millis(3));
+        m.scan_latency(Duration::from_secs(9));
+        let s = m.scan_latency_summary();
+        assert_eq!(s.count, 100);
+        assert_eq!(s.p50_at_most_ms, Some(0.25));
+        assert_eq!(s.p99_at_most_ms, Some(5.0));
+        assert!((s.mean_ms - (98.0 * 0.2 + 3.0 + 9000.0) / 100.0).abs() < 1e-6);
+        m.scan_latency(Duration::from_secs(9));
+        m.scan_latency(Duration::from_secs(9));
+        assert_eq!(m.scan_latency_summary().p99_at_most_ms, None);
+    }
 
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {

@@ -96,6 +96,9 @@ pub struct Generation {
     model_refusals_seen: AtomicU64,
     /// The revision of the stored sender lists the engine was built with.
     senders_rev: u64,
+    /// How many of the engine's allow and block entries come from `chaff.toml`
+    /// (they come first; the stored ones follow).
+    file_senders: (usize, usize),
 }
 
 impl Generation {
@@ -115,6 +118,7 @@ impl Generation {
             message,
         })?;
         let mut engine_config = config.engine.clone();
+        let file_senders = (engine_config.allow.len(), engine_config.block.len());
         for w in quarantine::apply_senders(&mut engine_config, stored) {
             warn!("{w}");
         }
@@ -128,7 +132,23 @@ impl Generation {
             settings: Arc::new(settings),
             model_refusals_seen: AtomicU64::new(0),
             senders_rev,
+            file_senders,
         })
+    }
+
+    /// The allow and block entries of the configuration file, without those the
+    /// admin stored (which the engine applies after them).
+    pub fn file_senders(
+        &self,
+    ) -> (
+        &[chaff::config::AllowEntry],
+        &[chaff::config::SenderPattern],
+    ) {
+        let c = self.engine.config();
+        (
+            &c.allow[..self.file_senders.0.min(c.allow.len())],
+            &c.block[..self.file_senders.1.min(c.block.len())],
+        )
     }
 
     /// The revision of the stored sender lists this generation applies.

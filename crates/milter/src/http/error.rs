@@ -21,11 +21,16 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
+    /// More fields for the body, beside `error` (a 409 says the entry's state,
+    /// who and when).
+    pub detail: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -35,7 +40,15 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            detail: None,
         }
+    }
+
+    /// The error with more fields in its body (`detail`'s keys; `error` is
+    /// always the message).
+    pub fn with_detail(mut self, detail: serde_json::Map<String, serde_json::Value>) -> ApiError {
+        self.detail = Some(detail);
+        self
     }
 
     /// 400: the request is malformed.
@@ -109,8 +122,14 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let detail = self.detail.as_ref().map(|d| {
+            let mut d = d.clone();
+            d.remove("error");
+            d
+        });
         let body = serde_json::to_string(&Body {
             error: &self.message,
+            detail: detail.as_ref(),
         })
         .unwrap_or_else(|_| "{\"error\":\"unprintable error\"}".into());
         let mut r = (
@@ -190,6 +209,14 @@ mod tests {
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");
         let e = ApiError::bad_header("IP", "not an address");
         assert_eq!(e.message, "header `IP`: not an address");
+        let mut more = serde_json::Map::new();
+        more.insert("by".into(), "http:ann".into());
+        more.insert("error".into(), "not this one".into());
+        let r = ApiError::conflict("taken")
+            .with_detail(more)
+            .into_response();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 10).await.unwrap();
+        assert_eq!(&body[..], br#"{"error":"taken","by":"http:ann"}"#);
     }
 
     #[tokio::test]

@@ -72,22 +72,15 @@ async fn learn(
         state.service.budget(),
     )
     .await?;
-    let _turn = state.learning.lock().await;
-    let label = if spam { "spam" } else { "ham" };
     let size = raw.len();
-    let model_path = path.clone();
-    let g2 = Arc::clone(&g);
-    let learned = tokio::task::spawn_blocking(move || {
+    let label = if spam { "spam" } else { "ham" };
+    let learned = with_model(&state, move |model, engine| {
         let _reservation = reservation;
-        let mut model = ModelFile::open_within(&model_path, LEARN_LOCK_WAIT)?;
-        let l = model.learn(&g2.engine, &raw, spam);
-        model.save()?;
-        Ok::<_, ModelFileError>(l)
+        Some(model.learn(engine, &raw, spam))
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("learning failed: {e}")))?;
+    .await;
     match learned {
-        Ok(l) => {
+        Ok(Some(l)) => {
             info!(
                 user,
                 label,
@@ -104,10 +97,43 @@ async fn learn(
                 "score_after": l.after,
             })))
         }
-        Err(e @ ModelFileError::Busy(..)) => Err(ApiError::unavailable(e.to_string())),
+        Ok(None) => Err(ApiError::internal("nothing was learned")),
+        Err(e) if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => Err(e),
         Err(e) => {
             error!(user, label, error = %e, "learning failed");
-            Err(ApiError::internal(format!("learning failed: {e}")))
+            Err(e)
         }
     }
+}
+
+/// Runs `f` on the configured model file, opened for learning (read under its
+/// lock), on a blocking thread, and saves it (atomic replace) when `f` returns:
+/// `/learnspam` and `/learnham` learn one message so, the admin API's delete with
+/// `learn_spam` and release with `learn_ham` each message of a request, in one
+/// read–learn–replace. 409 without a model, 503 while another process holds the
+/// model longer than [`LEARN_LOCK_WAIT`]. Requests of this process take turns
+/// on [`HttpState`]'s learning lock.
+pub(crate) async fn with_model<T: Send + 'static>(
+    state: &Arc<HttpState>,
+    f: impl FnOnce(&mut ModelFile, &chaff::Engine) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let g = state.service.current();
+    let Some(path) = g.engine.config().model.clone() else {
+        return Err(ApiError::conflict(
+            "no model to learn into: set `model = \"PATH\"` in the configuration",
+        ));
+    };
+    let _turn = state.learning.lock().await;
+    let learned = tokio::task::spawn_blocking(move || {
+        let mut model = ModelFile::open_within(&path, LEARN_LOCK_WAIT)?;
+        let out = f(&mut model, &g.engine);
+        model.save()?;
+        Ok::<_, ModelFileError>(out)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("learning failed: {e}")))?;
+    learned.map_err(|e| match e {
+        ModelFileError::Busy(..) => ApiError::unavailable(e.to_string()),
+        e => ApiError::internal(format!("learning failed: {e}")),
+    })
 }

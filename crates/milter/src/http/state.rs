@@ -1,12 +1,15 @@
 //! What every HTTP request handler shares: the milter's [`Service`] (engine
-//! generation, lock store, counters, scan threads, buffer budget), the
-//! [`Authenticator`], and the lock that serialises learning.
+//! generation, lock store, the state store and its writer, counters, scan
+//! threads, buffer budget), the [`Authenticator`], the lock that serialises
+//! learning, and the dashboard's shared figures.
 //!
 //! Handlers get it as `State<Arc<HttpState>>`. A new subsystem (the quarantine
 //! store, say) adds a field here, set where the state is built
 //! ([`HttpState::new`]).
 
+use super::api::stats::StatsCache;
 use super::auth::Authenticator;
+use crate::quarantine::{Keeper, StateStore};
 use crate::service::Service;
 use std::sync::Arc;
 
@@ -23,6 +26,8 @@ pub struct HttpState {
     /// Held while a learn request updates the model, so that requests of this
     /// process queue here instead of on the model file's lock.
     pub(crate) learning: tokio::sync::Mutex<()>,
+    /// The summary's top lists, computed now and then (`GET /api/stats`).
+    pub(crate) stats: Arc<StatsCache>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -42,6 +47,19 @@ impl HttpState {
             auth,
             users_file: file,
             learning: tokio::sync::Mutex::new(()),
+            stats: Arc::default(),
         }))
+    }
+
+    /// The state store: quarantine, scan history, hourly counts, stored sender
+    /// lists, action log. Its calls block on the file: call them from
+    /// `spawn_blocking`.
+    pub fn store(&self) -> &Arc<StateStore> {
+        self.service.state()
+    }
+
+    /// The state store's writer (the hourly counts not written yet).
+    pub fn keeper(&self) -> &Keeper {
+        self.service.keeper()
     }
 }

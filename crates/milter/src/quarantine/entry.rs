@@ -131,6 +131,16 @@ impl EntryState {
         }
     }
 
+    /// True when the entry may be deleted at `now`: held, released, or a
+    /// release in doubt (not one under way, nor one deleted already).
+    pub fn can_delete(&self, now: u64) -> bool {
+        match self {
+            EntryState::Held | EntryState::Released { .. } => true,
+            EntryState::Releasing { .. } => self.in_doubt(now),
+            EntryState::Deleted { .. } => false,
+        }
+    }
+
     /// True for a release whose delivery was marked in doubt, or that started
     /// [`RELEASE_IN_DOUBT_AFTER`] or more before `now` and never finished.
     pub fn in_doubt(&self, now: u64) -> bool {

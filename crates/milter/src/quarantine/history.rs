@@ -63,6 +63,17 @@ impl ScanRecord {
     }
 }
 
+/// A page of the history, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryPage {
+    /// The records.
+    pub records: Vec<ScanRecord>,
+    /// The cursor for the next (older) page, when there is one: pass it as
+    /// `before` to [`StateStore::history_page`]. Opaque; unique per record, so a
+    /// page boundary within one second loses nothing.
+    pub next: Option<u64>,
+}
+
 /// Counts of one hour.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HourCounts {
@@ -163,6 +174,31 @@ impl StateStore {
                 out.push(parse(v.value(), "history")?);
             }
             Ok(out)
+        })
+    }
+
+    /// The newest `limit` scan records before the cursor `before` (from an
+    /// earlier page's [`HistoryPage::next`]), newest first.
+    pub fn history_page(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<HistoryPage, StoreError> {
+        self.db.read(|txn| {
+            let table = txn.open_table(HISTORY)?;
+            let mut records = Vec::new();
+            let mut next = None;
+            let mut last_key = None;
+            for row in table.range(..before.unwrap_or(u64::MAX))?.rev() {
+                let (k, v) = row?;
+                if records.len() == limit {
+                    next = last_key;
+                    break;
+                }
+                records.push(parse(v.value(), "history")?);
+                last_key = Some(k.value());
+            }
+            Ok(HistoryPage { records, next })
         })
     }
 

@@ -12,6 +12,8 @@
 //!   [`EntryState`]) and the message's compression;
 //! - `index`: the sender, recipient and score indexes;
 //! - `list`: the filtered, paged list, newest first ([`Filter`], [`Page`]);
+//! - `preview`: a kept message as an admin reads it: headers, decoded text, hits
+//!   located ([`Preview`]);
 //! - `release`: the entry's state machine, each change one compare-and-set
 //!   transaction ([`StateStore::begin_release`], [`StateError`]);
 //! - `retention`: dropping the oldest entries by age and total size, and `purge`;
@@ -33,6 +35,7 @@ mod id;
 mod index;
 mod keeper;
 mod list;
+mod preview;
 mod release;
 mod retention;
 mod senders;
@@ -44,7 +47,9 @@ pub use entry::{
     RELEASE_IN_DOUBT_AFTER, StoredEnvelope, StoredHit, StoredLocation, StoredToken, StoredVerdict,
     Summary, Told, compress, decompress, subject_of,
 };
-pub use history::{COUNT_HOURS, HourCounts, MAX_HISTORY_HITS, MAX_HISTORY_RCPTS, ScanRecord};
+pub use history::{
+    COUNT_HOURS, HistoryPage, HourCounts, MAX_HISTORY_HITS, MAX_HISTORY_RCPTS, ScanRecord,
+};
 pub use id::{BadId, EntryId};
 pub use index::{address_keys, filter_key};
 pub use keeper::{
@@ -52,6 +57,7 @@ pub use keeper::{
     MAX_PENDING_HISTORY, RETENTION_INTERVAL,
 };
 pub use list::{DEFAULT_PAGE, Filter, MAX_PAGE, Page, StateFilter};
+pub use preview::{MAX_HEADER_BYTES, Mark, Preview, PreviewText, mark};
 pub use release::{ReleaseTicket, StateError};
 pub use retention::{RETENTION_CHUNK, Removed};
 pub use senders::{

@@ -335,10 +335,8 @@ impl StateStore {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(e)),
             };
-            match &s.state {
-                EntryState::Held | EntryState::Released { .. } => {}
-                st @ EntryState::Releasing { .. } if st.in_doubt(now) => {}
-                _ => return Ok(Err(conflict(&s, now))),
+            if !s.state.can_delete(now) {
+                return Ok(Err(conflict(&s, now)));
             }
             txn.open_table(MESSAGES)?.remove(id.as_u64())?;
             meta_add(

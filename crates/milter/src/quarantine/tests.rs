@@ -545,6 +545,38 @@ fn history_is_bounded_and_counts_cover_seven_days() {
 }
 
 #[test]
+fn history_pages_lose_nothing_within_one_second() {
+    let (_d, s) = store();
+    let now = 1_700_000_000u64;
+    // Seven scans in the same second, then three a second later.
+    let recs: Vec<ScanRecord> = (0..10)
+        .map(|i| {
+            let mut r = record(now + u64::from(i >= 7), "deliver");
+            r.queue_id = Some(format!("Q{i}"));
+            r.bounded()
+        })
+        .collect();
+    s.record_scans(&recs, &BTreeMap::new(), 100, now).unwrap();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let p = s.history_page(3, before).unwrap();
+        assert!(p.records.len() <= 3);
+        seen.extend(p.records.iter().map(|r| r.queue_id.clone().unwrap()));
+        match p.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..10).rev().map(|i| format!("Q{i}")).collect();
+    assert_eq!(seen, want);
+    // A full last page says there is no more.
+    let p = s.history_page(10, None).unwrap();
+    assert_eq!((p.records.len(), p.next), (10, None));
+    assert!(s.history_page(0, None).unwrap().records.is_empty());
+}
+
+#[test]
 fn sender_entries_are_checked_stored_once_and_logged() {
     let (_d, s) = store();
     let now = 1_700_000_000;

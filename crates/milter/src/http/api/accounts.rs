@@ -8,7 +8,8 @@
 //! | `POST /api/accounts/{user}/lock` | `admin` | body `{"reason": "…"}` (optional); `{"user", "locked": true}`; 409 if already locked |
 //!
 //! An unlock takes effect at the account's next message; every change is logged
-//! with the name of the user who made it.
+//! with the name of the user who made it, and written to the state store's
+//! action log as `http:NAME` (`account-lock`, `account-unlock`).
 
 use crate::accounts::{self, AccountStore, LockRecord};
 use crate::http::auth::{Admin, Reader};
@@ -17,7 +18,24 @@ use crate::http::state::HttpState;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tracing::info;
+use tracing::{info, warn};
+
+/// Writes an account change to the state store's action log (the change is
+/// made already: a failure to log it is logged, not answered).
+async fn audit(state: &Arc<HttpState>, who: &crate::http::Principal, what: &str, detail: String) {
+    let store = Arc::clone(state.store());
+    let action = crate::quarantine::AdminAction {
+        at: accounts::now_secs(),
+        by: super::store::by(who),
+        what: what.to_string(),
+        id: None,
+        detail,
+    };
+    let logged = super::store::blocking(move || Ok(store.log_action(&action)?)).await;
+    if let Err(e) = logged {
+        warn!(error = %e, "account change not written to the action log");
+    }
+}
 
 /// Longest lock reason accepted, in bytes.
 pub const MAX_REASON: usize = 500;
@@ -123,6 +141,7 @@ pub(crate) async fn unlock(
         account = user,
         "account unlocked through the API"
     );
+    audit(&state, &who, "account-unlock", user.clone()).await;
     Ok(Json(Changed {
         user,
         locked: None,
@@ -165,6 +184,7 @@ pub(crate) async fn lock(
         reason,
         "account locked through the API"
     );
+    audit(&state, &who, "account-lock", format!("{user}: {reason}")).await;
     Ok(Json(Changed {
         user,
         locked: Some(true),

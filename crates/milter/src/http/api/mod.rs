@@ -1,21 +1,47 @@
-//! The admin API: JSON under `/api/`: `GET /api/whoami` (any user), and the
-//! locked accounts ([`accounts`]).
+//! The admin API: JSON under `/api/`, one file per concern.
+//!
+//! | route | role | file |
+//! |---|---|---|
+//! | `GET /api/whoami` | any user | here |
+//! | `GET /api/quarantine`, `GET /api/quarantine/{id}` | `read` | [`quarantine`] |
+//! | `GET /api/quarantine/{id}/raw` | `scan`, `admin` | [`quarantine`] |
+//! | `POST /api/quarantine/{id}/release`, `…/resolve` | `admin` | [`release`] |
+//! | `POST /api/quarantine/{id}/delete` | `admin` | [`delete`] |
+//! | `POST /api/quarantine/bulk` | `admin` | [`bulk`] |
+//! | `GET /api/senders` | `read` | [`senders`] |
+//! | `POST`, `DELETE /api/senders/{allow,block}` | `admin` | [`senders`] |
+//! | `GET /api/history` | `read` | [`history`] |
+//! | `GET /api/stats`, `GET /api/stats/hourly` | `read` | [`stats`] |
+//! | `GET /api/actions` | `admin` | [`audit`] |
+//! | `GET /api/accounts` | `read` | [`accounts`] |
+//! | `POST /api/accounts/{user}/lock`, `…/unlock` | `admin` | [`accounts`] |
 //!
 //! Each endpoint is a handler taking the role it needs as an extractor
 //! ([`Reader`], [`Scanner`](super::auth::Scanner), [`Admin`](super::auth::Admin):
 //! 401 without credentials, 403 for a lower role), the state as
-//! `State<Arc<HttpState>>`, and JSON bodies through [`super::error::Json`] (400
-//! naming the field); it returns `Result<_, ApiError>`. Add a route to
+//! `State<Arc<HttpState>>`, query strings through [`query::Query`] and JSON bodies
+//! through [`super::error::Json`] (both 400 naming the parameter or field); it
+//! returns `Result<_, ApiError>`. State-changing calls take a JSON body (`{}` for
+//! the defaults) with `Content-Type: application/json`, which a cross-site HTML
+//! form cannot send (the accounts' lock and unlock, older, still take an empty
+//! body). The state store's work runs on blocking threads
+//! ([`store::blocking`]); its errors become 404, 409 (with the entry's state,
+//! who and when) or 503. Every change is logged (tracing, with the user's name)
+//! and written to the store's action log as `http:NAME`. Add a route to
 //! [`routes`]; the router's limits (body size, time) and authentication apply to it
 //! like to every other.
-//!
-//! ```text
-//! async fn unlock(Admin(who): Admin, State(s): State<Arc<HttpState>>,
-//!                 Path(name): Path<String>) -> Result<Json<Unlocked>, ApiError>
-//! routes().route("/api/accounts/{name}/unlock", post(unlock))
-//! ```
 
 pub mod accounts;
+pub mod audit;
+pub mod bulk;
+pub mod delete;
+pub mod history;
+pub mod quarantine;
+pub mod query;
+pub mod release;
+pub mod senders;
+pub mod stats;
+pub mod store;
 
 use super::auth::Reader;
 use super::error::Json;
@@ -49,4 +75,20 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/api/accounts", get(accounts::list))
         .route("/api/accounts/{user}/unlock", post(accounts::unlock))
         .route("/api/accounts/{user}/lock", post(accounts::lock))
+        .route("/api/quarantine", get(quarantine::list))
+        .route("/api/quarantine/bulk", post(bulk::bulk))
+        .route("/api/quarantine/{id}", get(quarantine::show))
+        .route("/api/quarantine/{id}/raw", get(quarantine::raw))
+        .route("/api/quarantine/{id}/release", post(release::release))
+        .route("/api/quarantine/{id}/resolve", post(release::resolve))
+        .route("/api/quarantine/{id}/delete", post(delete::delete))
+        .route("/api/senders", get(senders::list))
+        .route(
+            "/api/senders/{list}",
+            post(senders::add).delete(senders::remove),
+        )
+        .route("/api/history", get(history::list))
+        .route("/api/stats", get(stats::summary))
+        .route("/api/stats/hourly", get(stats::hourly))
+        .route("/api/actions", get(audit::list))
 }
