@@ -12,11 +12,13 @@
 //! one.
 //!
 //! **History and counts, batched.** Every scan's record ([`Keeper::record`]) is
-//! held in memory and written at most every [`HISTORY_FLUSH_INTERVAL`] or
-//! [`HISTORY_BATCH`] records, riding along in a kept message's transaction when
-//! few are waiting. Not durable per message: a crash loses at most that much.
-//! At most [`MAX_PENDING_HISTORY`] records wait while the store is unusable;
-//! older ones are dropped (and counted).
+//! held in memory and written every [`HISTORY_FLUSH_INTERVAL`], riding along in
+//! a kept message's transaction when few are waiting. Not durable per message:
+//! a crash loses at most that much. No more than `[state] history` records wait
+//! (at most [`MAX_PENDING_HISTORY`]): an older one could only be written to be
+//! deleted by the same write, since the history keeps the newest
+//! `[state] history` scans. Records beyond [`MAX_PENDING_HISTORY`] (a larger
+//! history bound, or a store that cannot be written) are dropped and counted.
 //!
 //! **Retention** runs here too, every [`RETENTION_INTERVAL`] and right after a
 //! commit that takes the kept bytes over `max_bytes`, after the waiters are woken.
@@ -34,13 +36,12 @@ use tracing::{error, info, warn};
 
 /// Longest a scan record waits in memory before it is written.
 pub const HISTORY_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// Records that make the writer write at once. Every commit is a sync in
-/// redb's multi-writer mode, and a kept message waits for the commit in
-/// progress: at the load benchmark's 20,000–25,000 messages/s a batch of 256
-/// meant some 100 history syncs a second besides the kept messages' own; 1,024
-/// makes about 25, each still small (some 200 KB of rows). Most records ride
-/// in the kept messages' commits anyway when mail is being kept.
-pub const HISTORY_BATCH: usize = 1024;
+// Why once a second, no batch trigger, and only what can stay: the history
+// keeps the newest `[state] history` scans, so at 30,000 scans a second a
+// write every 1,024 records wrote three rows for each one kept, the next
+// writes deleting them again. `cargo bench --bench http_load` (2026-11-30,
+// quiet machine): with that, /checkv2 at 73-76 % of `chaff score --jobs 2` and
+// 50-51 us of service CPU a message; with no history at all, 86 % and 45 us.
 /// Most records held while they cannot be written; older ones are dropped.
 pub const MAX_PENDING_HISTORY: usize = 50_000;
 /// How often retention runs.
@@ -200,23 +201,28 @@ impl Keeper {
     /// store.
     pub fn record(&self, rec: ScanRecord) {
         let rec = rec.bounded();
-        let full = {
+        let cap = usize::try_from(lock(&self.shared.limits).history)
+            .unwrap_or(usize::MAX)
+            .min(MAX_PENDING_HISTORY);
+        let first = {
             let mut q = lock(&self.shared.queue);
             *q.counts
                 .entry(rec.time / 3600)
                 .or_default()
                 .entry(rec.action.clone())
                 .or_insert(0) += 1;
-            if q.history.len() >= MAX_PENDING_HISTORY {
+            if q.history.len() >= cap.max(1) {
                 q.history.pop_front();
-                self.shared.counters.history_dropped.fetch_add(1, Relaxed);
+                if cap == MAX_PENDING_HISTORY {
+                    // Not merely superseded by newer scans: lost.
+                    self.shared.counters.history_dropped.fetch_add(1, Relaxed);
+                }
             }
             q.history.push_back(rec);
-            // The first record held wakes the writer to set its flush timer;
-            // a full batch, to write it.
-            q.history.len() == 1 || q.history.len() >= HISTORY_BATCH
+            // The first record held wakes the writer to set its flush timer.
+            q.history.len() == 1
         };
-        if full {
+        if first {
             self.shared.wake.notify_one();
         }
     }
@@ -318,8 +324,7 @@ fn next_turn(shared: &Shared, next_history: Instant, next_retention: Instant) ->
     loop {
         let now = Instant::now();
         let history_due = (!q.history.is_empty() || !q.counts.is_empty()) && now >= next_history;
-        let history_now =
-            history_due || q.history.len() >= HISTORY_BATCH || !q.flushes.is_empty() || q.stop;
+        let history_now = history_due || !q.flushes.is_empty() || q.stop;
         let retention = q.retention_now || now >= next_retention;
         if !q.puts.is_empty() || history_now || retention || q.stop {
             q.retention_now = false;

@@ -53,8 +53,8 @@ pub use history::{
 pub use id::{BadId, EntryId};
 pub use index::{address_keys, filter_key};
 pub use keeper::{
-    HISTORY_BATCH, HISTORY_FLUSH_INTERVAL, KeepError, Keeper, KeeperLimits, KeeperStats,
-    MAX_PENDING_HISTORY, RETENTION_INTERVAL,
+    HISTORY_FLUSH_INTERVAL, KeepError, Keeper, KeeperLimits, KeeperStats, MAX_PENDING_HISTORY,
+    RETENTION_INTERVAL,
 };
 pub use list::{DEFAULT_PAGE, Filter, MAX_PAGE, Page, StateFilter};
 pub use preview::{MAX_HEADER_BYTES, Mark, Preview, PreviewText, mark};
