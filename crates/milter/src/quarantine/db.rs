@@ -60,12 +60,10 @@ pub(super) const META_ACTIONS: &str = "action_rows";
 /// Bumped by every change of the admin sender lists.
 pub(super) const META_SENDERS_REV: &str = "senders_rev";
 
-/// First wait before reopening a failed store; doubles up to [`MAX_REOPEN_BACKOFF`].
-pub const MIN_REOPEN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait between two attempts to reopen a failed store.
-pub const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(30);
-/// How often, at most, the open file is compared with the one at the path.
-pub const IDENTITY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+// The reopen backoff and the file-identity check follow the lock store's
+// rules, with its constants and its `identity`.
+use crate::accounts::identity;
+pub(super) use crate::accounts::{IDENTITY_CHECK_INTERVAL, MAX_REOPEN_BACKOFF, MIN_REOPEN_BACKOFF};
 
 /// The state store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -117,12 +115,6 @@ fn is_io(e: &redb::Error) -> bool {
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The device and inode of the file at `path`.
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Opens (creating) the file and makes every table exist, so readers never meet

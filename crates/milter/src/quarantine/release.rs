@@ -215,18 +215,32 @@ impl StateStore {
         how: &str,
         now: u64,
     ) -> Result<Summary, StateError> {
+        let state = EntryState::Released {
+            by: ticket.by.clone(),
+            at: now,
+            how: how.to_string(),
+        };
+        self.settle(ticket, state, "release", how, now)
+    }
+
+    /// Ends `ticket`'s attempt: the entry, if still in that attempt, takes
+    /// `state`, with an action-log row `what` carrying `detail`.
+    fn settle(
+        &self,
+        ticket: &ReleaseTicket,
+        state: EntryState,
+        what: &str,
+        detail: &str,
+        now: u64,
+    ) -> Result<Summary, StateError> {
         self.db.write(|txn| {
             let mut s = match Self::in_attempt(txn, ticket, now)? {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(e)),
             };
-            s.state = EntryState::Released {
-                by: ticket.by.clone(),
-                at: now,
-                how: how.to_string(),
-            };
+            s.state = state;
             store_summary(txn, &s)?;
-            log(txn, now, &ticket.by, "release", ticket.id, how.to_string())?;
+            log(txn, now, &ticket.by, what, ticket.id, detail.to_string())?;
             Ok(Ok(s))
         })?
     }
@@ -239,23 +253,7 @@ impl StateStore {
         why: &str,
         now: u64,
     ) -> Result<Summary, StateError> {
-        self.db.write(|txn| {
-            let mut s = match Self::in_attempt(txn, ticket, now)? {
-                Ok(s) => s,
-                Err(e) => return Ok(Err(e)),
-            };
-            s.state = EntryState::Held;
-            store_summary(txn, &s)?;
-            log(
-                txn,
-                now,
-                &ticket.by,
-                "release-failed",
-                ticket.id,
-                why.to_string(),
-            )?;
-            Ok(Ok(s))
-        })?
+        self.settle(ticket, EntryState::Held, "release-failed", why, now)
     }
 
     /// The delivery of `ticket` may or may not have happened (`why`: the relay's
