@@ -76,7 +76,7 @@ impl Message {
                         size: Some(len),
                     })
                 } else {
-                    read_bounded(head, file, limit)
+                    read_bounded(head, file, limit, Some(len))
                 }
             }
             Body::Bytes(b) => Ok(b),
@@ -86,8 +86,24 @@ impl Message {
     }
 }
 
-/// `head` then the rest of `reader`, up to `limit + 1` bytes in all.
-fn read_bounded(mut head: Vec<u8>, reader: impl Read, limit: usize) -> io::Result<Input> {
+/// `head` then the rest of `reader`, up to `limit + 1` bytes in all. `len`, a
+/// regular file's size from its metadata, sizes the buffer up front: one read
+/// fills it and one more sees the end, where a buffer grown as it goes took about
+/// eight `read` calls for a 2 KB trec06c message (`strace -c`: 1,629 reads for 200
+/// files). A file that grew since is still read to the limit, growing the buffer.
+fn read_bounded(
+    mut head: Vec<u8>,
+    reader: impl Read,
+    limit: usize,
+    len: Option<u64>,
+) -> io::Result<Input> {
+    if let Some(len) = len {
+        // At most the limit and the byte that tells a larger file.
+        let want = usize::try_from(len.min(limit as u64))
+            .unwrap_or(limit)
+            .saturating_add(1);
+        head.reserve_exact(want.saturating_sub(head.len()));
+    }
     let cap = (limit as u64).saturating_add(1);
     let rest = cap.saturating_sub(head.len() as u64);
     reader.take(rest).read_to_end(&mut head)?;
@@ -106,7 +122,8 @@ pub fn read_path(path: &Path, limit: usize) -> io::Result<Input> {
             size: Some(meta.len()),
         });
     }
-    read_bounded(Vec::new(), file, limit)
+    let len = meta.is_file().then(|| meta.len());
+    read_bounded(Vec::new(), file, limit, len)
 }
 
 /// Reads one whole message file of at most `limit` bytes; a larger one is an
@@ -219,7 +236,7 @@ fn stream(
             limit,
         ));
     }
-    let message = match read_bounded(head, reader, limit) {
+    let message = match read_bounded(head, reader, limit, None) {
         Ok(input) => Message {
             name,
             body: Body::Bytes(input),
