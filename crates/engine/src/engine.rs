@@ -529,11 +529,23 @@ fn excerpt(text: &str, range: std::ops::Range<usize>) -> String {
         .map_or(text.len(), |(i, _)| range.end + i);
     let s = &text[start..end];
     // Control chars are C0, DEL and C1 (lead byte C2): most excerpts have none
-    // and are copied as they stand.
+    // and are copied as they stand. Those that do (a line break near the hit is
+    // common in mail) are copied a run at a time between the control chars, into
+    // a string of the right size: collecting them char by char cost about 2,000
+    // instructions an excerpt, 4.6 % of a keyword scan of trec06c-dev
+    // (callgrind, 3,000 messages).
     if s.bytes().any(|b| b < 0x20 || b == 0x7F || b == 0xC2) {
-        s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect()
+        let mut out = String::with_capacity(s.len());
+        let mut run = 0;
+        for (i, c) in s.char_indices() {
+            if c.is_control() {
+                out.push_str(&s[run..i]);
+                out.push(' ');
+                run = i + c.len_utf8();
+            }
+        }
+        out.push_str(&s[run..]);
+        out
     } else {
         s.to_owned()
     }
@@ -978,5 +990,34 @@ mod tests {
         assert_eq!(excerpt("0123456789abcdefghij", 10..11), "23456789abcdefghi");
         assert_eq!(excerpt("免费", 0..6), "免费");
         assert_eq!(excerpt("a\r\n免费\u{85}b", 3..9), "a  免费 b");
+    }
+
+    proptest::proptest! {
+        /// An excerpt is the text around the hit with every control char (C0,
+        /// DEL, C1) shown as a space, whatever mix of them and other chars.
+        #[test]
+        fn excerpts_replace_every_control_char(
+            chars in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::char::range('\0', '\u{a0}'),
+                    proptest::char::range('\u{4e00}', '\u{4e10}'),
+                    proptest::prelude::Just('\u{2028}'),
+                ],
+                1..40,
+            ),
+            at in 0usize..40,
+        ) {
+            let text: String = chars.iter().collect();
+            let k = at % chars.len();
+            let start: usize = chars[..k].iter().map(|c| c.len_utf8()).sum();
+            let range = start..start + chars[k].len_utf8();
+            let from = k.saturating_sub(EXCERPT_CONTEXT);
+            let to = (k + 1 + EXCERPT_CONTEXT).min(chars.len());
+            let want: String = chars[from..to]
+                .iter()
+                .map(|&c| if c.is_control() { ' ' } else { c })
+                .collect();
+            proptest::prop_assert_eq!(excerpt(&text, range), want);
+        }
     }
 }
