@@ -295,12 +295,12 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("form.filters")).await.unwrap();
+    c.wait().for_element(Locator::Css("form.filters")).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/reports");
 
     // The dashboard.
     c.goto(&format!("{base}/")).await.unwrap();
-    c.wait_for_find(Locator::Css("svg.chart")).await.unwrap();
+    c.wait().for_element(Locator::Css("svg.chart")).await.unwrap();
     snap(&c, "dashboard", &mut errors).await;
 
     // Find the message by its subject, with the keyboard.
@@ -309,7 +309,7 @@ async fn browse(env: &Env, marker: &str) {
     subject.send_keys(marker).await.unwrap();
     subject.send_keys("\u{E007}").await.unwrap(); // Enter
     let link = c
-        .wait_for_find(Locator::XPath(&format!(
+        .wait().for_element(Locator::XPath(&format!(
             "//td[contains(@class,'subject')]/a[contains(., '{marker}')]"
         )))
         .await
@@ -319,7 +319,7 @@ async fn browse(env: &Env, marker: &str) {
 
     // Its preview: the hit highlighted where it stands.
     let mark = c
-        .wait_for_find(Locator::Css("pre.part mark"))
+        .wait().for_element(Locator::Css("pre.part mark"))
         .await
         .unwrap();
     let hit = mark.text().await.unwrap();
@@ -335,7 +335,7 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("p.notice")).await.unwrap();
+    c.wait().for_element(Locator::Css("p.notice")).await.unwrap();
     snap(&c, "released", &mut errors).await;
     let got = env.delivered(marker);
     assert_eq!(got.len(), 1, "not delivered once:\n{}", env.maillog());
@@ -346,14 +346,21 @@ async fn browse(env: &Env, marker: &str) {
         Some(("carol", "carol-secret")),
     );
     assert_eq!(code, 0, "{t}");
-    let history = env.api("/api/history?limit=50");
-    let account = history["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|r| r["auth_user"].as_str())
-        .expect("the authenticated message in the history")
-        .to_string();
+    // The scan history is written once a second: the name the milter saw.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let account = loop {
+        let history = env.api("/api/history?limit=50");
+        let found = history["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|r| r["auth_user"].as_str().map(str::to_string));
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no authenticated message in the history: {history}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     c.goto(&format!("{base}/accounts")).await.unwrap();
     c.find(Locator::Id("lock-user"))
         .await
@@ -373,7 +380,7 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("p.notice")).await.unwrap();
+    c.wait().for_element(Locator::Css("p.notice")).await.unwrap();
     snap(&c, "accounts", &mut errors).await;
     let (code, t) = env.swaks(
         &HAM.replace("Subject: ", "Subject: while-locked "),
@@ -386,7 +393,7 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("p.notice")).await.unwrap();
+    c.wait().for_element(Locator::Css("p.notice")).await.unwrap();
     let marker2 = format!("{marker}-after-unlock");
     let (code, t) = env.swaks(
         &HAM.replace("Subject: ", &format!("Subject: {marker2} ")),
@@ -409,7 +416,7 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("p.notice")).await.unwrap();
+    c.wait().for_element(Locator::Css("p.notice")).await.unwrap();
     assert!(
         text_of(&c)
             .await
@@ -442,7 +449,7 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("pre mark")).await.unwrap();
+    c.wait().for_element(Locator::Css("pre mark")).await.unwrap();
     snap(&c, "try", &mut errors).await;
 
     // Switch the language.
@@ -453,7 +460,7 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait_for_find(Locator::Css("html[lang=zh-CN]"))
+    c.wait().for_element(Locator::Css("html[lang=zh-CN]"))
         .await
         .unwrap();
     assert!(text_of(&c).await.contains("垃圾邮件报告列表"));
