@@ -295,12 +295,18 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("form.filters")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("form.filters"))
+        .await
+        .unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/reports");
 
     // The dashboard.
     c.goto(&format!("{base}/")).await.unwrap();
-    c.wait().for_element(Locator::Css("svg.chart")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("svg.chart"))
+        .await
+        .unwrap();
     snap(&c, "dashboard", &mut errors).await;
 
     // Find the message by its subject, with the keyboard.
@@ -309,7 +315,8 @@ async fn browse(env: &Env, marker: &str) {
     subject.send_keys(marker).await.unwrap();
     subject.send_keys("\u{E007}").await.unwrap(); // Enter
     let link = c
-        .wait().for_element(Locator::XPath(&format!(
+        .wait()
+        .for_element(Locator::XPath(&format!(
             "//td[contains(@class,'subject')]/a[contains(., '{marker}')]"
         )))
         .await
@@ -319,7 +326,8 @@ async fn browse(env: &Env, marker: &str) {
 
     // Its preview: the hit highlighted where it stands.
     let mark = c
-        .wait().for_element(Locator::Css("pre.part mark"))
+        .wait()
+        .for_element(Locator::Css("pre.part mark"))
         .await
         .unwrap();
     let hit = mark.text().await.unwrap();
@@ -335,7 +343,10 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("p.notice")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap();
     snap(&c, "released", &mut errors).await;
     let got = env.delivered(marker);
     assert_eq!(got.len(), 1, "not delivered once:\n{}", env.maillog());
@@ -358,7 +369,10 @@ async fn browse(env: &Env, marker: &str) {
         if let Some(a) = found {
             break a;
         }
-        assert!(Instant::now() < deadline, "no authenticated message in the history: {history}");
+        assert!(
+            Instant::now() < deadline,
+            "no authenticated message in the history: {history}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     c.goto(&format!("{base}/accounts")).await.unwrap();
@@ -380,7 +394,10 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("p.notice")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap();
     snap(&c, "accounts", &mut errors).await;
     let (code, t) = env.swaks(
         &HAM.replace("Subject: ", "Subject: while-locked "),
@@ -393,7 +410,10 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("p.notice")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap();
     let marker2 = format!("{marker}-after-unlock");
     let (code, t) = env.swaks(
         &HAM.replace("Subject: ", &format!("Subject: {marker2} ")),
@@ -416,7 +436,10 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("p.notice")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap();
     assert!(
         text_of(&c)
             .await
@@ -449,7 +472,10 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("pre mark")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("pre mark"))
+        .await
+        .unwrap();
     snap(&c, "try", &mut errors).await;
 
     // Switch the language.
@@ -460,7 +486,8 @@ async fn browse(env: &Env, marker: &str) {
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("html[lang=zh-CN]"))
+    c.wait()
+        .for_element(Locator::Css("html[lang=zh-CN]"))
         .await
         .unwrap();
     assert!(text_of(&c).await.contains("垃圾邮件报告列表"));

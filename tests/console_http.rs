@@ -289,13 +289,51 @@ fn sign_in_sessions_csrf_roles_and_pages() {
         assert!(whats.contains(&w), "{w}: {v}");
     }
 
+    // An account locked for sending spam: the rejected messages behind the
+    // lock, each with its queue id and a link to its kept entry.
+    for q in ["QL1", "QL2", "QL3"] {
+        let a = svc.send_as(
+            "dave@example.org",
+            &["x@example.net"],
+            q,
+            Some("dave"),
+            SPAM,
+        );
+        assert_eq!(a.action(), "reject", "{a:?}");
+    }
+    let (_, v) = api(&svc, &token, "GET", "/api/accounts", None);
+    assert_eq!(v["locked"][0]["user"], "dave", "{v}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let page = loop {
+        let page = admin.get("/accounts").text();
+        if ["QL1", "QL2", "QL3"].iter().all(|q| page.contains(q)) {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rejected messages are not listed: {page}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (_, kept) = api(&svc, &token, "GET", "/api/quarantine?limit=200", None);
+    let ql1 = kept["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["queue_id"] == "QL1")
+        .expect("QL1 kept")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(page.contains(&format!("/reports/{ql1}")), "{page}");
+
     // Try a message: the verdict explained, hits marked, nothing kept.
     let r = admin.post_form("/try", &[("csrf", &csrf), ("message", SPAM)]);
     assert_eq!(r.status, 200, "{}", r.text());
     let t = r.text();
     assert!(t.contains("<mark") && t.contains("rejected"), "{t}");
     let (_, after) = api(&svc, &token, "GET", "/api/quarantine", None);
-    assert_eq!(after["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(after["entries"].as_array().unwrap().len(), 5);
     let r = admin.post_form("/try", &[("message", SPAM)]);
     assert_eq!(r.status, 403);
 

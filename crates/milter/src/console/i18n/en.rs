@@ -161,6 +161,10 @@ pub const STRINGS: &[(&str, &str)] = &[
     ),
     ("reports.client", "Client"),
     (
+        "reports.cut_short",
+        "{n} entries were searched without filling the page: the search goes on from where it stopped.",
+    ),
+    (
         "reports.deleted",
         "The message was deleted; its record stays until retention ends.",
     ),
@@ -175,6 +179,7 @@ pub const STRINGS: &[(&str, &str)] = &[
     ("reports.rcpt", "Recipient"),
     ("reports.score", "Score"),
     ("reports.search", "Search"),
+    ("reports.search_on", "Search older entries"),
     ("reports.select", "Select"),
     ("reports.select_all", "Select all on this page"),
     ("reports.sender", "Sender"),

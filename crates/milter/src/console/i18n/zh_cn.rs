@@ -127,6 +127,10 @@ pub const STRINGS: &[(&str, &str)] = &[
         "最新的在前；选择邮件后可使用上方的操作。",
     ),
     ("reports.client", "客户端"),
+    (
+        "reports.cut_short",
+        "已搜索 {n} 封邮件，本页未满：可从停止处继续搜索。",
+    ),
     ("reports.deleted", "邮件已删除；记录保留至保存期结束。"),
     ("reports.empty", "没有符合条件的邮件。"),
     ("reports.first", "第一页"),
@@ -139,6 +143,7 @@ pub const STRINGS: &[(&str, &str)] = &[
     ("reports.rcpt", "收件人"),
     ("reports.score", "分数"),
     ("reports.search", "搜索"),
+    ("reports.search_on", "继续搜索更早的邮件"),
     ("reports.select", "选择"),
     ("reports.select_all", "全选本页"),
     ("reports.sender", "发件人"),
