@@ -64,6 +64,7 @@ pub mod budget;
 pub mod client;
 pub mod config;
 mod connection;
+pub mod console;
 pub mod cpu_time;
 pub mod fd_limit;
 #[doc(hidden)]

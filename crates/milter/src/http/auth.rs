@@ -446,6 +446,24 @@ impl Authenticator {
         let Some(creds) = credentials(headers)? else {
             return Ok(None);
         };
+        self.check(creds, peer, users_file).await.map(Some)
+    }
+
+    /// The role of user `name` in the users file in force, if it has that user
+    /// (a console session ends when its user is removed or changes role).
+    pub(crate) fn role_of(&self, name: &str, users_file: Option<&std::path::Path>) -> Option<Role> {
+        self.users(users_file)?.get(name).map(|a| a.role)
+    }
+
+    /// Checks `creds` (a request's, or the console's login form's) against the
+    /// users file `users_file`, with the same delays for failed attempts: the
+    /// user when they are right, 401 when wrong, 429 while the address waits.
+    pub(crate) async fn check(
+        &self,
+        creds: Credentials,
+        peer: IpAddr,
+        users_file: Option<&std::path::Path>,
+    ) -> Result<Principal, ApiError> {
         let Some(users) = self.users(users_file) else {
             return Err(ApiError::unauthorized(
                 "credentials given, but no users are configured (`[users] file`)",
@@ -459,10 +477,10 @@ impl Authenticator {
         }
         match creds {
             Credentials::Token(token) => match users.by_token(&token) {
-                Some(a) => Ok(Some(Principal {
+                Some(a) => Ok(Principal {
                     name: a.name.clone(),
                     role: a.role,
-                })),
+                }),
                 None => Err(self.fail(peer, None, "unknown token")),
             },
             Credentials::Password { name, password } => {
@@ -504,10 +522,10 @@ impl Authenticator {
                 match (ok, account) {
                     (true, Some(a)) => {
                         self.attempts.succeeded(&name);
-                        Ok(Some(Principal {
+                        Ok(Principal {
                             name: a.name.clone(),
                             role: a.role,
-                        }))
+                        })
                     }
                     _ => Err(self.fail(peer, Some(&name), "wrong user name or password")),
                 }

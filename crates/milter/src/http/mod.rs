@@ -31,7 +31,7 @@ mod body;
 pub mod config;
 pub mod error;
 mod io;
-mod learn;
+pub(crate) mod learn;
 pub mod metrics;
 pub mod router;
 pub mod rspamd;

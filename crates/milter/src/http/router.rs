@@ -6,6 +6,7 @@
 //! | `POST /checkv2`, `POST /check` | anyone (unless `anonymous_scan = false`); `User:` honoured for `scan`, `admin` | scan ([`super::rspamd`]) |
 //! | `POST /learnspam`, `POST /learnham` | `scan`, `admin` | learn (module `learn`) |
 //! | `/api/…` | by endpoint | the admin API ([`super::api`]) |
+//! | `/`, `/login`, `/reports`, … | console users (session cookie) | the admin console ([`crate::console`]) |
 //!
 //! Every request: a body over `[limits] max_message_size` is refused with 413
 //! (before reading it when `Content-Length` says so), and a request not answered
@@ -35,6 +36,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/learnspam", post(learn::learn_spam))
         .route("/learnham", post(learn::learn_ham))
         .merge(api::routes())
+        .merge(crate::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), limits))

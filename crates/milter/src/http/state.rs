@@ -28,6 +28,8 @@ pub struct HttpState {
     pub(crate) learning: tokio::sync::Mutex<()>,
     /// The summary's top lists, computed now and then (`GET /api/stats`).
     pub(crate) stats: Arc<StatsCache>,
+    /// The admin console's sessions.
+    pub(crate) console: crate::console::Console,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -48,6 +50,7 @@ impl HttpState {
             users_file: file,
             learning: tokio::sync::Mutex::new(()),
             stats: Arc::default(),
+            console: crate::console::Console::default(),
         }))
     }
 

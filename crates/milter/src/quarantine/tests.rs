@@ -449,6 +449,58 @@ fn the_list_filters_pages_and_walks_newest_first() {
 }
 
 #[test]
+fn a_bounded_list_stops_and_its_cursor_goes_on_without_losing_entries() {
+    let (_d, s) = store();
+    let batch: Vec<NewEntry> = (0..100u64)
+        .map(|i| {
+            let subject = if i % 30 == 0 { "needle" } else { "hay" };
+            entry(T0 + i, "a@spam.test", &["b@corp.test"], 10.0, subject)
+        })
+        .collect();
+    s.put_batch(&batch).unwrap();
+    let now = T0 / 1000 + 1000;
+    let f = Filter {
+        subject: Some("needle".into()),
+        ..Filter::default()
+    };
+    // Every page reads at most 25 summaries; together they find all 4 (90,
+    // 60, 30, 0), newest first, each once.
+    let mut found = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let p = s.list_bounded(&f, 10, before, now, 25).unwrap();
+        assert!(p.examined <= 25, "{}", p.examined);
+        found.extend(ids(&p));
+        pages += 1;
+        match p.next {
+            Some(n) => {
+                assert!(p.cut_short || p.entries.len() == 10);
+                before = Some(n);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(found, vec![90, 60, 30, 0]);
+    assert_eq!(pages, 4);
+    // Unbounded, as before: one page.
+    let p = s.list(&f, 10, None, now).unwrap();
+    assert_eq!(ids(&p), vec![90, 60, 30, 0]);
+    assert!(!p.cut_short && p.next.is_none());
+    // By an index too (the recipient's).
+    let f = Filter {
+        rcpt: Some("b@corp.test".into()),
+        subject: Some("needle".into()),
+        ..Filter::default()
+    };
+    let p = s.list_bounded(&f, 10, None, now, 15).unwrap();
+    assert!(p.cut_short);
+    assert_eq!(ids(&p), vec![90]);
+    let p = s.list_bounded(&f, 10, p.next, now, 100).unwrap();
+    assert_eq!(ids(&p), vec![60, 30, 0]);
+}
+
+#[test]
 fn retention_drops_the_oldest_by_age_and_by_bytes() {
     let (_d, s) = store();
     let batch: Vec<NewEntry> = (0..30u64)

@@ -129,7 +129,7 @@ pub fn entry_id(text: &str) -> Result<EntryId, ApiError> {
 }
 
 /// The list's filter from the query.
-fn filter(q: &Query, now: u64) -> Result<Filter, ApiError> {
+pub(crate) fn filter(q: &Query, now: u64) -> Result<Filter, ApiError> {
     let action = q.text("action")?;
     if let Some(a) = &action
         && chaff::Action::from_name(a).is_none()
