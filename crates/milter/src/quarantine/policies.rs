@@ -105,3 +105,58 @@ impl PolicyStore for StateStore {
             .map_err(store_err)?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::quarantine::StateStore;
+    use crate::site_policy::{Change, Key, PolicyError, PolicyStore, Scope, edit};
+
+    #[test]
+    fn edits_are_stored_counted_and_logged_and_refusals_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(&dir.path().join("state.redb")).unwrap();
+        assert_eq!(s.policy_revision().unwrap(), 0);
+        let e = edit(
+            &s,
+            "domain:X.test",
+            &Change::Set(Key::Reject, "9".into()),
+            None,
+            "root",
+            5,
+        )
+        .unwrap();
+        assert_eq!(e.scope, "domain:x.test");
+        assert_eq!(e.revision, 1);
+        assert_eq!(e.rule.as_ref().unwrap().by, "root");
+        let err = edit(
+            &s,
+            "domain:x.test",
+            &Change::Set(Key::Quarantine, "10".into()),
+            None,
+            "root",
+            6,
+        );
+        assert!(matches!(err, Err(PolicyError::Invalid(_))));
+        assert_eq!(s.policy_revision().unwrap(), 1);
+        let scope = Scope::parse("domain:x.test", None).unwrap();
+        assert_eq!(s.policy(&scope).unwrap().unwrap().reject, Some(9.0));
+        edit(
+            &s,
+            "domain:x.test",
+            &Change::Unset(Key::Reject, None),
+            None,
+            "root",
+            7,
+        )
+        .unwrap();
+        assert!(s.policies().unwrap().is_empty());
+        assert_eq!(s.policy_revision().unwrap(), 2);
+        let log = s.actions(10).unwrap();
+        assert_eq!(log.len(), 2);
+        assert!(
+            log.iter()
+                .any(|a| a.what == "policy-set" && a.detail == "domain:x.test reject 9")
+        );
+        assert!(log.iter().any(|a| a.what == "policy-unset"));
+    }
+}

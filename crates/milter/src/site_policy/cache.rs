@@ -102,3 +102,39 @@ impl PolicyCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quarantine::StateStore;
+    use crate::site_policy::{Change, Key, edit};
+
+    #[test]
+    fn an_edit_is_seen_after_the_refresh_interval_or_at_once_when_invalidated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(StateStore::open(&dir.path().join("state.redb")).unwrap());
+        let cache = PolicyCache::new(Arc::clone(&store) as Arc<dyn PolicyStore>);
+        let long = Duration::from_secs(3600);
+        assert!(cache.get(long).is_empty());
+        let set = |v: &str| {
+            edit(
+                &*store,
+                "domain:x.test",
+                &Change::Set(Key::Reject, v.into()),
+                None,
+                "t",
+                1,
+            )
+            .unwrap()
+        };
+        set("9");
+        // Within the interval the copy in force serves.
+        assert!(cache.get(long).is_empty());
+        // With a zero interval the next message reads the store.
+        assert_eq!(cache.get(Duration::ZERO).len(), 1);
+        assert_eq!(cache.get(long).revision(), 1);
+        set("8");
+        cache.invalidate();
+        assert_eq!(cache.get(long).revision(), 2);
+    }
+}

@@ -314,3 +314,175 @@ fn settle(engine: &Engine, verdict: &mut Verdict, stance: &Stance, points: f64) 
         if scored { points } else { 0.0 }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site_policy::{Change, Key, PolicyConfig};
+    use chaff::Config;
+
+    const MAIL: &[u8] = b"From: alice@example.com\r\nSubject: hi\r\n\r\nhello there\r\n";
+
+    fn engine() -> Engine {
+        Engine::builder()
+            .config(Config::default())
+            .load_in_background(false)
+            .build()
+            .unwrap()
+    }
+
+    fn rule(scope: &str, changes: &[(Key, &str)]) -> (Scope, Rule) {
+        let s = Scope::parse(scope, None).unwrap();
+        let mut r = None;
+        for (k, v) in changes {
+            r = Rule::apply(r, &s, &Change::Set(*k, v.to_string())).unwrap();
+        }
+        (s, r.unwrap())
+    }
+
+    fn env(auth: Option<&str>, sender: &str, rcpts: &[&str]) -> Envelope {
+        Envelope {
+            sender: Some(sender.into()),
+            recipients: rcpts.iter().map(|r| r.to_string()).collect(),
+            auth_user: auth.map(str::to_string),
+            ..Envelope::default()
+        }
+    }
+
+    fn run(set: &PolicySet, policy: &Policy, env: &Envelope) -> (Verdict, Vec<Mark>) {
+        let e = engine();
+        let mut v = e.scan(MAIL, env);
+        let marks = apply(&e, set, policy, env, MAIL, &mut v);
+        (v, marks)
+    }
+
+    #[test]
+    fn the_strictest_recipient_policy_decides_in_any_order() {
+        let set = PolicySet::new(
+            1,
+            &[
+                rule("domain:strict.test", &[(Key::Quarantine, "-100")]),
+                rule("domain:blocking.test", &[(Key::Block, "example.com")]),
+            ],
+        );
+        let p = Policy::default();
+        let (v, marks) = run(&set, &p, &env(None, "a@example.com", &["x@other.test"]));
+        assert_eq!(v.action, Action::Deliver);
+        assert!(marks.is_empty());
+        for rcpts in [
+            ["x@other.test", "y@strict.test"],
+            ["y@strict.test", "x@other.test"],
+        ] {
+            let (v, marks) = run(&set, &p, &env(None, "a@example.com", &rcpts));
+            assert_eq!(v.action, Action::Quarantine, "{rcpts:?}");
+            assert_eq!(marks[0].options, vec!["domain:strict.test"]);
+        }
+        let (v, _) = run(
+            &set,
+            &p,
+            &env(None, "a@example.com", &["y@strict.test", "z@Blocking.test"]),
+        );
+        assert_eq!(v.action, Action::Reject);
+        assert!(matches!(v.reason, Reason::BlockListed { .. }));
+    }
+
+    #[test]
+    fn an_allow_entry_needs_every_recipient() {
+        let set = PolicySet::new(
+            1,
+            &[
+                rule(
+                    "domain:a.test",
+                    &[
+                        (Key::Quarantine, "-100"),
+                        (Key::Allow, "example.com from 192.0.2.0/24"),
+                    ],
+                ),
+                rule("domain:b.test", &[(Key::Quarantine, "-100")]),
+            ],
+        );
+        let p = Policy::default();
+        let mut e = env(None, "a@example.com", &["x@a.test"]);
+        e.client_addr = Some("192.0.2.7".parse().unwrap());
+        let (v, _) = run(&set, &p, &e);
+        assert_eq!(v.action, Action::Deliver);
+        assert!(matches!(v.reason, Reason::AllowListed { .. }));
+        e.recipients.push("y@b.test".into());
+        let (v, _) = run(&set, &p, &e);
+        assert_eq!(v.action, Action::Quarantine);
+    }
+
+    #[test]
+    fn sender_mismatch_actions_and_exemptions() {
+        let policy = |mode| {
+            PolicyConfig {
+                sender_mismatch: mode,
+                mismatch_points: 50.0,
+                default_domain: Some("example.com".into()),
+                ..PolicyConfig::default()
+            }
+            .checked(None)
+            .unwrap()
+        };
+        let empty = PolicySet::default();
+        let bad = env(Some("alice"), "ceo@bank.test", &["x@y.test"]);
+        let good = env(Some("alice"), "alice@example.com", &["x@y.test"]);
+        let (v, marks) = run(&empty, &policy(MismatchAction::Reject), &bad);
+        assert_eq!(v.action, Action::Reject);
+        assert_eq!(
+            v.reply.as_ref().unwrap().as_str(),
+            super::super::config::DEFAULT_MISMATCH_REPLY
+        );
+        assert_eq!(marks[0].symbol, SENDER_MISMATCH);
+        let (v, marks) = run(&empty, &policy(MismatchAction::Reject), &good);
+        assert_eq!(v.action, Action::Deliver);
+        assert!(marks.is_empty());
+        let (v, _) = run(&empty, &policy(MismatchAction::Quarantine), &bad);
+        assert_eq!(v.action, Action::Quarantine);
+        let (v, marks) = run(&empty, &policy(MismatchAction::Points), &bad);
+        assert_eq!(marks[0].score, 50.0);
+        assert_eq!(v.action, Action::Reject);
+        let (v, _) = run(&empty, &policy(MismatchAction::Off), &bad);
+        assert_eq!(v.action, Action::Deliver);
+        let exempt = PolicySet::new(
+            1,
+            &[rule("account:alice", &[(Key::MismatchExempt, "true")])],
+        );
+        let (v, marks) = run(&exempt, &policy(MismatchAction::Reject), &bad);
+        assert_eq!(v.action, Action::Deliver);
+        assert!(marks.iter().all(|m| m.symbol != SENDER_MISMATCH));
+        let alias = PolicySet::new(1, &[rule("account:alice", &[(Key::Aliases, "bank.test")])]);
+        let (v, _) = run(&alias, &policy(MismatchAction::Reject), &bad);
+        assert_eq!(v.action, Action::Deliver);
+    }
+
+    #[test]
+    fn account_lists_match_recipients() {
+        let set = PolicySet::new(
+            1,
+            &[rule(
+                "account:alice",
+                &[(Key::Block, "rival.test"), (Key::Quarantine, "-100")],
+            )],
+        );
+        let p = Policy::default();
+        let (v, _) = run(
+            &set,
+            &p,
+            &env(Some("alice"), "alice@example.com", &["a@rival.test"]),
+        );
+        assert_eq!(v.action, Action::Reject);
+        let (v, _) = run(
+            &set,
+            &p,
+            &env(Some("alice"), "alice@example.com", &["a@ok.test"]),
+        );
+        assert_eq!(v.action, Action::Quarantine);
+        let (v, _) = run(
+            &set,
+            &p,
+            &env(Some("bob"), "bob@example.com", &["a@ok.test"]),
+        );
+        assert_eq!(v.action, Action::Deliver);
+    }
+}
