@@ -383,12 +383,13 @@ fn sender_login_mismatch_gets_the_configured_action_unless_exempt() {
         &config,
         &["policy", "set", "account:bob", "aliases", "bank.test"],
     ));
+    // Refused mail counts toward the account's lock (`[accounts] lock_after`),
+    // so wait for the service to load the edits (revision 2) before sending as
+    // the exempt account (the service looks at the store when a message comes,
+    // at most every refresh_ms: inbound mail, which no lock counts, brings it).
     let started = Instant::now();
-    while svc
-        .send(Some("relay"), "ceo@bank.test", &["x@else.test"], &spoof)
-        .action()
-        != "deliver"
-    {
+    while !svc.log_text().contains("stored policies loaded revision=2") {
+        svc.send(None, "a@b.test", &["x@example.com"], HAM);
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{}",
@@ -396,6 +397,11 @@ fn sender_login_mismatch_gets_the_configured_action_unless_exempt() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert_eq!(
+        svc.send(Some("relay"), "ceo@bank.test", &["x@else.test"], &spoof)
+            .action(),
+        "deliver"
+    );
     assert_eq!(
         svc.send(Some("bob"), "ceo@bank.test", &["x@else.test"], &spoof)
             .action(),

@@ -54,7 +54,7 @@ pub enum PolicyAction {
         /// The key.
         key: String,
         /// The value (quote an allow entry with networks: "x.test from 192.0.2.0/24").
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        #[arg(required = true, num_args = 1.., allow_negative_numbers = true)]
         value: Vec<String>,
     },
     /// Remove a threshold or flag; with a value one list entry, without the list.
@@ -64,7 +64,7 @@ pub enum PolicyAction {
         /// The key.
         key: String,
         /// The list entry to remove.
-        #[arg(num_args = 0.., allow_hyphen_values = true)]
+        #[arg(num_args = 0.., allow_negative_numbers = true)]
         value: Vec<String>,
     },
 }

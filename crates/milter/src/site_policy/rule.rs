@@ -112,11 +112,6 @@ impl Key {
             Key::MismatchExempt => "mismatch_exempt",
         }
     }
-
-    #[cfg(test)]
-    fn is_list(self) -> bool {
-        matches!(self, Key::Allow | Key::Block | Key::Aliases)
-    }
 }
 
 /// One change of a rule.
