@@ -35,7 +35,10 @@
 //! `CHAFF_LOAD_CONFIG` holds extra tables, e.g. `[quarantine]\nmode = "store"`
 //! (quarantined mail is then answered DISCARD, which counts as the engine's
 //! quarantine). Every quarantined message is kept in the state store before it
-//! is answered; the time that takes (compressing, then the group commit) is read
+//! is answered; `CHAFF_LOAD_POLICY` holds `;`-separated `chaff policy set`
+//! arguments stored before the service starts (e.g. `domain:example.org block
+//! nobody.test`), to measure what stored policies cost a message (they must not
+//! change a verdict). The time keeping takes (compressing, then the group commit) is read
 //! from the log's `store_us` and printed as p50/p99, also for the 50 KB messages.
 
 use chaff::{Action, Config, Engine, Envelope};
@@ -312,6 +315,28 @@ fn main() {
     let bin =
         std::env::var("CHAFF_LOAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_chaff").into());
     std::fs::copy(&bin, &exe).expect("copy the chaff binary");
+    // Stored policies for the service to apply to every message (`;`-separated
+    // `chaff policy set` arguments), for measuring their cost; they must not
+    // change a verdict, which is compared with `Engine::scan`'s.
+    for args in std::env::var("CHAFF_LOAD_POLICY")
+        .unwrap_or_default()
+        .split(';')
+    {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        if args.is_empty() {
+            continue;
+        }
+        let ok = Command::new(&exe)
+            .args(["policy", "--config"])
+            .arg(&config_path)
+            .arg("set")
+            .args(&args)
+            .stdout(Stdio::null())
+            .status()
+            .expect("chaff policy")
+            .success();
+        assert!(ok, "chaff policy set {args:?} failed");
+    }
     let files = dir.path().join("messages");
     std::fs::create_dir(&files).unwrap();
     for (i, m) in messages.iter().enumerate() {

@@ -42,6 +42,8 @@ enum Command {
     Quarantine(cli::quarantine::QuarantineArgs),
     /// The allow and block lists: list them, add or remove stored entries.
     Senders(cli::senders::SendersArgs),
+    /// Per-domain, per-recipient and per-account policy: list, show, set, unset.
+    Policy(cli::policy::PolicyArgs),
     /// Manage the users of the HTTP listener: add, passwd, token, remove, list.
     Users(cli::users::UsersArgs),
 }
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Accounts(a) => cli::accounts::run(a),
         Command::Quarantine(a) => cli::quarantine::run(a),
         Command::Senders(a) => cli::senders::run(a),
+        Command::Policy(a) => cli::policy::run(a),
         Command::Users(a) => cli::users::run(a),
     };
     match result {

@@ -102,6 +102,17 @@ fn warnings(
             ),
         ));
     }
+    let p = &service.policy;
+    if p.sender_mismatch != chaff_milter::site_policy::MismatchAction::Off
+        && p.default_domain.is_none()
+        && service.accounts.realm.is_none()
+    {
+        let f = ConfigFile::load(file)?;
+        out.push(f.error(
+            "policy.sender_mismatch",
+            "bare logins (without @domain) have no domain to match: set              `policy.default_domain` or `accounts.realm`, or they are not checked",
+        ));
+    }
     if config.allow_unverified {
         let f = ConfigFile::load(file)?;
         out.push(f.error(

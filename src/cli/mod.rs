@@ -9,6 +9,7 @@ pub mod labelled;
 pub mod learn;
 pub mod milter;
 pub mod output;
+pub mod policy;
 pub mod quarantine;
 pub mod score;
 pub mod senders;

@@ -35,6 +35,7 @@ mod engine;
 mod error;
 pub mod keywords;
 mod reply;
+mod reroute;
 mod verdict;
 
 // The stages, in the order a scan runs them. Public only for the benchmarks, the

@@ -14,7 +14,7 @@
 //! scanned; it is only never refused.
 
 use crate::auth_results::{self, AuthResults};
-use crate::config::{AllowEntry, Config};
+use crate::config::{AllowEntry, Config, Thresholds};
 use crate::reply::Reply;
 use crate::text::header_end;
 use crate::verdict::{Action, AllowProof, Envelope, Reason, Verdict};
@@ -92,17 +92,29 @@ pub fn pre_scan_sized(cfg: &Config, env: &Envelope, raw: &[u8], size: Option<u64
 /// addresses first, then the other entries, each in the order written; the first
 /// whose pattern matches the envelope sender and whose proof holds.
 pub fn allowed(cfg: &Config, env: &Envelope, raw: &[u8]) -> Option<Allowed> {
-    if env.is_outbound() || cfg.allow.is_empty() {
+    allowed_among(cfg, &cfg.allow, env, raw)
+}
+
+/// [`allowed`] among `entries` instead of the configuration's own list, with the
+/// same proof rules (the configuration's networks, authserv-ids and
+/// `allow_unverified`): for allow lists kept elsewhere (a service's per-domain
+/// policy).
+pub fn allowed_among(
+    cfg: &Config,
+    entries: &[AllowEntry],
+    env: &Envelope,
+    raw: &[u8],
+) -> Option<Allowed> {
+    if env.is_outbound() || entries.is_empty() {
         return None;
     }
     let sender = env.sender.as_deref().filter(|s| !s.is_empty())?;
     let mut results: Option<Vec<AuthResults>> = None;
     let exact = |e: &&AllowEntry| e.pattern.is_exact_address();
-    let ordered = cfg
-        .allow
+    let ordered = entries
         .iter()
         .filter(exact)
-        .chain(cfg.allow.iter().filter(|e| !exact(e)));
+        .chain(entries.iter().filter(|e| !exact(e)));
     for entry in ordered {
         if !entry.pattern.matches(sender) {
             continue;
@@ -210,7 +222,11 @@ pub fn route(
             },
         );
     }
-    let t = cfg.thresholds_for(env.is_outbound());
+    by_score(cfg, cfg.thresholds_for(env.is_outbound()), score)
+}
+
+/// The action for a content score under thresholds `t`.
+pub fn by_score(cfg: &Config, t: Thresholds, score: f64) -> (Action, Option<Reply>, Reason) {
     let reason = Reason::Score {
         quarantine: t.quarantine,
         reject: t.reject,
@@ -240,7 +256,7 @@ pub fn failed(cfg: &Config, error: String) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{SenderPattern, Thresholds};
+    use crate::config::SenderPattern;
 
     fn env(sender: &str, auth: Option<&str>) -> Envelope {
         Envelope {

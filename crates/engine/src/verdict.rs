@@ -218,6 +218,9 @@ pub enum AllowProof {
     Dmarc,
     /// None: `[senders] allow_unverified` is on and the envelope sender matched.
     Unverified,
+    /// The sender authenticated (SMTP AUTH) as the account whose own allow list
+    /// (a service's per-account policy) matched every recipient.
+    Login,
 }
 
 impl AllowProof {
@@ -229,6 +232,7 @@ impl AllowProof {
             AllowProof::Spf => "spf",
             AllowProof::Dmarc => "dmarc",
             AllowProof::Unverified => "unverified",
+            AllowProof::Login => "login",
         }
     }
 }

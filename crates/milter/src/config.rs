@@ -8,6 +8,7 @@
 //! named, and a reload keeps the old configuration.
 
 use crate::http::config::{HttpConfig, UsersConfig, check_exposure, parse_listen};
+use crate::site_policy::PolicyConfig;
 use chaff::config::{ConfigFile, TABLES as ENGINE_TABLES};
 use chaff::{Config, ConfigError};
 use serde::Deserialize;
@@ -15,7 +16,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The top-level tables of `chaff.toml` this crate reads.
-pub const TABLES: &[&str] = &["milter", "accounts", "state", "quarantine", "http", "users"];
+pub const TABLES: &[&str] = &[
+    "milter",
+    "accounts",
+    "state",
+    "quarantine",
+    "http",
+    "users",
+    "policy",
+];
 
 /// The whole configuration file as the service reads it: the engine's tables and
 /// the service's own, each read from the same [`ConfigFile`] and refused with file,
@@ -37,6 +46,8 @@ pub struct ServiceConfig {
     pub http: Option<HttpConfig>,
     /// `[users]`, with a relative `file` made absolute.
     pub users: UsersConfig,
+    /// `[policy]`: the sender/login match and stored policies' refresh.
+    pub policy: PolicyConfig,
 }
 
 impl ServiceConfig {
@@ -62,6 +73,8 @@ impl ServiceConfig {
             http: Option<HttpConfig>,
             #[serde(default)]
             users: UsersConfig,
+            #[serde(default)]
+            policy: PolicyConfig,
         }
         let t: Tables = file.read()?;
         let mut config = ServiceConfig {
@@ -72,6 +85,7 @@ impl ServiceConfig {
             quarantine: t.quarantine,
             http: t.http,
             users: t.users,
+            policy: t.policy,
         };
         config.accounts.db = file.resolve(config.accounts.db);
         config.state.path = file.resolve(config.state.path);
@@ -102,6 +116,7 @@ impl ServiceConfig {
         self.accounts.check()?;
         self.state.check()?;
         self.quarantine.check()?;
+        self.policy.checked(self.accounts.realm.as_deref())?;
         if let Some(http) = &self.http {
             http.check()?;
             let addr = parse_listen(&http.listen).map_err(|e| ("http.listen", e))?;

@@ -85,6 +85,7 @@ pub mod service;
 pub mod session;
 pub mod settings;
 mod signals;
+pub mod site_policy;
 pub mod slots;
 mod throttle;
 pub mod time;

@@ -18,6 +18,7 @@ use super::quarantine::{EntryId, Told};
 use super::release::{Refusal, ReleaseGate, ReleaseMark, token};
 use super::session::{Decided, Negotiated, OwnHeaders, ScanJob};
 use super::settings::Settings;
+use super::site_policy::{self, Mark, PolicySet};
 use chaff::{Action, Engine, Envelope, Reason, Reply, Verdict};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -123,6 +124,8 @@ pub struct Decision {
     /// Why the message's release token did not let it through (it was scanned
     /// as any other).
     pub release_refused: Option<Refusal>,
+    /// What the stored policies and `[policy]` did to the verdict (empty: nothing).
+    pub policy: Vec<Mark>,
 }
 
 impl Decision {
@@ -141,6 +144,7 @@ impl Decision {
             keep_time: None,
             released: None,
             release_refused: None,
+            policy: Vec::new(),
         }
     }
 
@@ -284,12 +288,34 @@ pub fn decide(
     job: &ScanJob,
     now: u64,
 ) -> Decision {
+    decide_under(
+        engine,
+        settings,
+        store,
+        release,
+        &PolicySet::default(),
+        job,
+        now,
+    )
+}
+
+/// [`decide`] with the stored policies `rules` applied to the verdict (see
+/// [`crate::site_policy`]) before the action is taken.
+pub fn decide_under(
+    engine: &Engine,
+    settings: &Settings,
+    store: Option<&AccountStore>,
+    release: Option<&ReleaseGate>,
+    rules: &PolicySet,
+    job: &ScanJob,
+    now: u64,
+) -> Decision {
     let release_refused = match release_check(release, job, now) {
         Some(Ok(mark)) => return Decision::released(mark),
         Some(Err(why)) => Some(why),
         None => None,
     };
-    let mut d = decide_scanned(engine, settings, store, job, now);
+    let mut d = decide_scanned(engine, settings, store, rules, job, now);
     d.release_refused = release_refused;
     d
 }
@@ -299,6 +325,7 @@ fn decide_scanned(
     engine: &Engine,
     settings: &Settings,
     store: Option<&AccountStore>,
+    rules: &PolicySet,
     job: &ScanJob,
     now: u64,
 ) -> Decision {
@@ -324,7 +351,15 @@ fn decide_scanned(
     let measure_cpu = job.raw.len() >= super::cpu_time::MEASURED_FROM_BYTES;
     let cpu_clock = || measure_cpu.then(super::cpu_time::thread_cpu_time).flatten();
     let cpu_started = cpu_clock();
-    let verdict = engine.scan(&job.raw, &job.envelope);
+    let mut verdict = engine.scan(&job.raw, &job.envelope);
+    let marks = site_policy::apply(
+        engine,
+        rules,
+        &settings.policy,
+        &job.envelope,
+        &job.raw,
+        &mut verdict,
+    );
     let scan_time = started.elapsed();
     let scan_cpu = cpu_clock()
         .zip(cpu_started)
@@ -334,6 +369,7 @@ fn decide_scanned(
         scan_time,
         scan_cpu,
         error: store_error,
+        policy: marks,
         ..Decision::new(outcome)
     };
     match outcome {
@@ -563,6 +599,24 @@ pub fn quarantine_reason(v: &Verdict) -> String {
     s
 }
 
+/// `status` with what the stored policies did, as ` policy=SCOPE,…` and
+/// ` mismatch=ADDRESS` words.
+fn with_policy(mut status: String, marks: &[Mark]) -> String {
+    for m in marks {
+        let (name, options) = match m.symbol {
+            site_policy::POLICY => ("policy", &m.options[..]),
+            // The login, then `domain=…`, then the senders that did not match.
+            _ => ("mismatch", m.options.get(2..).unwrap_or_default()),
+        };
+        if options.is_empty() {
+            continue;
+        }
+        let _ = write!(status, " {name}=");
+        header_word(&options.join(","), &mut status);
+    }
+    status
+}
+
 /// The milter responses for a decision, within what the MTA granted.
 ///
 /// `own` counts headers named like chaff's (score, status, release token): they
@@ -629,7 +683,10 @@ pub fn responses(
                             "{lead}{}",
                             fold(
                                 &m.status_header,
-                                &status_value(v, m.status_hits, m.status_tokens)
+                                &with_policy(
+                                    status_value(v, m.status_hits, m.status_tokens),
+                                    &d.policy
+                                )
                             )
                         ),
                     });

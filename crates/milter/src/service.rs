@@ -32,6 +32,7 @@ use super::release::{KeyError, ReleaseGate, ReleaseKey};
 use super::scan_pool::ScanPool;
 use super::session::{ClientInfo, ScanJob};
 use super::settings::Settings;
+use super::site_policy::{PolicyCache, PolicyStore};
 use super::throttle::Shared;
 use arc_swap::ArcSwap;
 use chaff::{ConfigError, Engine, Envelope};
@@ -177,6 +178,8 @@ pub struct Service {
     release: Option<ReleaseGate>,
     /// Rate-limited warnings of release tokens that did not verify.
     release_logs: Shared,
+    /// The stored per-domain, per-recipient and per-account policies.
+    policies: PolicyCache,
 }
 
 impl std::fmt::Debug for Service {
@@ -231,7 +234,9 @@ impl Service {
             info!(key = %path.display(), "release tokens accepted");
             Some(gate)
         };
+        let policies = PolicyCache::new(Arc::clone(&state) as Arc<dyn PolicyStore>);
         Ok(Service {
+            policies,
             release,
             release_logs: Shared::default(),
             budget,
@@ -274,6 +279,11 @@ impl Service {
     /// The state store (quarantine, history, sender lists, action log).
     pub fn state(&self) -> &Arc<StateStore> {
         self.keeper.store()
+    }
+
+    /// The stored policies in force (see [`crate::site_policy`]).
+    pub fn policies(&self) -> &PolicyCache {
+        &self.policies
     }
 
     /// The state store's writer (group commit, history, retention, counts).
@@ -436,11 +446,13 @@ impl Service {
     ) -> Result<(Decision, Option<NewEntry>), String> {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
             let now_ms = quarantine::now_ms();
-            let d = policy::decide(
+            let rules = self.policies.get(g.settings.policy.refresh);
+            let d = policy::decide_under(
                 &g.engine,
                 &g.settings,
                 self.store.as_ref(),
                 self.release.as_ref(),
+                &rules,
                 &job,
                 now_ms / 1000,
             );

@@ -3,6 +3,7 @@
 
 use crate::config::{AccountsConfig, MilterConfig, QuarantineConfig, ServiceConfig, StateConfig};
 use crate::http::config::{HttpConfig, UsersConfig};
+use crate::site_policy::Policy;
 use chaff::Reply;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct Settings {
     pub http: Option<HttpConfig>,
     /// The `[users]` table.
     pub users: UsersConfig,
+    /// The `[policy]` table, checked.
+    pub policy: Policy,
 }
 
 impl Settings {
@@ -46,6 +49,7 @@ impl Settings {
             oversize_reply: config.engine.oversize_reply.clone(),
             http: config.http.clone(),
             users: config.users.clone(),
+            policy: config.policy.checked(config.accounts.realm.as_deref())?,
         })
     }
 
@@ -102,6 +106,7 @@ impl Default for Settings {
             oversize_reply: config.engine.oversize_reply,
             http: config.http,
             users: config.users,
+            policy: Policy::default(),
         }
     }
 }

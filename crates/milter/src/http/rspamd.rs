@@ -24,7 +24,7 @@
 //! |---|---|
 //! | `action` | deliver → `no action`, quarantine → `add header`, reject and locked account → `reject`, deferred (busy, store unusable, fallback `tempfail`) → `soft reject` |
 //! | `score`, `required_score` | the score and the reject threshold in force (inbound or `[outbound]`) |
-//! | `symbols` | one per keyword hit (`KW_…`: score = what it added, options = category and count), `CHAFF_MODEL` for the classifier's points (options: its strongest tokens), and one per reason that is not the score (`CHAFF_ALLOW_LISTED`, `CHAFF_ACCOUNT_LOCKED`, …); the scores add up to `score` |
+//! | `symbols` | one per keyword hit (`KW_…`: score = what it added, options = category and count), `CHAFF_MODEL` for the classifier's points (options: its strongest tokens), and one per reason that is not the score (`CHAFF_ALLOW_LISTED`, `CHAFF_ACCOUNT_LOCKED`, …), `CHAFF_POLICY` (stored policies that applied) and `CHAFF_SENDER_MISMATCH` (an authenticated sender who does not match the login: its points, the login and the senders); the scores add up to `score` |
 //! | `messages.smtp_message` | the SMTP reply for `reject` and `soft reject` (`557 5.7.1 forbid to send spam mail` by default) |
 //! | `milter` | `add_headers`: the milter's score and status headers; `remove_headers`: the same names, so forged copies go |
 //! | `is_skipped` | true when chaff could not decide (the fallback answer) |
@@ -287,7 +287,10 @@ fn symbols(d: &Decision, g: &Generation, env: &Envelope) -> Map<String, Value> {
                 .iter()
                 .map(|t| format!("{}:{:+.2}", t.token, t.weight))
                 .collect();
-            let points = v.score - keywords;
+            // Points a policy added (a sender who does not match the login)
+            // have their own symbol.
+            let policy: f64 = d.policy.iter().map(|m| m.score).sum();
+            let points = v.score - keywords - policy;
             add("CHAFF_MODEL", points, points, options);
         }
         match &v.reason {
@@ -312,6 +315,12 @@ fn symbols(d: &Decision, g: &Generation, env: &Envelope) -> Map<String, Value> {
         if v.truncated {
             add("CHAFF_TRUNCATED", 0.0, 0.0, vec![]);
         }
+    }
+    // `CHAFF_POLICY` (options: the stored policies' scopes) and
+    // `CHAFF_SENDER_MISMATCH` (options: the login, its domain, the senders that
+    // did not match; score: the points added).
+    for m in &d.policy {
+        add(m.symbol, m.score, m.score, m.options.clone());
     }
     if let Some(user) = env.auth_user.as_deref() {
         add("CHAFF_OUTBOUND", 0.0, 0.0, vec![user.to_string()]);

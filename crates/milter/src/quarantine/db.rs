@@ -48,6 +48,8 @@ pub(super) const HOURLY: TableDefinition<u64, &[u8]> = TableDefinition::new("hou
 pub(super) const SENDERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("senders");
 /// Admin actions: key (time-ordered) → JSON [`super::AdminAction`].
 pub(super) const ACTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("actions");
+/// Stored policies: scope (`domain:…`, `recipient:…`, `account:…`) → JSON rule.
+pub(super) const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
 
 /// Stored bytes of kept messages.
 pub(super) const META_BYTES: &str = "q_bytes";
@@ -59,6 +61,8 @@ pub(super) const META_HISTORY: &str = "history_rows";
 pub(super) const META_ACTIONS: &str = "action_rows";
 /// Bumped by every change of the admin sender lists.
 pub(super) const META_SENDERS_REV: &str = "senders_rev";
+/// The stored policies' revision (bumped by every edit).
+pub(super) const META_POLICY_REV: &str = "policy_rev";
 
 // The reopen backoff and the file-identity check follow the lock store's
 // rules, with its constants and its `identity`.
@@ -135,6 +139,7 @@ fn open_db(path: &Path) -> Result<Database, redb::Error> {
     txn.open_table(HOURLY)?;
     txn.open_table(SENDERS)?;
     txn.open_table(ACTIONS)?;
+    txn.open_table(POLICIES)?;
     txn.commit()?;
     Ok(db)
 }

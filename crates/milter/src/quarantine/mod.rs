@@ -35,6 +35,7 @@ mod id;
 mod index;
 mod keeper;
 mod list;
+mod policies;
 mod preview;
 mod release;
 mod retention;

@@ -13,6 +13,7 @@
 //! | `GET /api/history` | `read` | [`history`] |
 //! | `GET /api/stats`, `GET /api/stats/hourly` | `read` | [`stats`] |
 //! | `GET /api/actions` | `admin` | [`audit`] |
+//! | `GET /api/policy`, `GET /api/policy/{scope}`, `PUT`, `DELETE /api/policy/{scope}/{key}` | `admin` | [`policy`] |
 //! | `GET /api/accounts` | `read` | [`accounts`] |
 //! | `POST /api/accounts/{user}/lock`, `…/unlock` | `admin` | [`accounts`] |
 //!
@@ -36,6 +37,7 @@ pub mod audit;
 pub mod bulk;
 pub mod delete;
 pub mod history;
+pub mod policy;
 pub mod quarantine;
 pub mod query;
 pub mod release;
@@ -47,7 +49,7 @@ use super::auth::Reader;
 use super::error::Json;
 use super::state::HttpState;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -91,4 +93,10 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/api/stats", get(stats::summary))
         .route("/api/stats/hourly", get(stats::hourly))
         .route("/api/actions", get(audit::list))
+        .route("/api/policy", get(policy::list))
+        .route("/api/policy/{scope}", get(policy::show))
+        .route(
+            "/api/policy/{scope}/{key}",
+            put(policy::set).delete(policy::unset),
+        )
 }
