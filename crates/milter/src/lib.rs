@@ -85,6 +85,7 @@ pub mod session;
 pub mod settings;
 mod signals;
 pub mod slots;
+pub mod state;
 mod throttle;
 pub mod time;
 pub mod users;

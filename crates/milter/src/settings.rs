@@ -28,6 +28,10 @@ pub struct Settings {
     pub http: Option<HttpConfig>,
     /// The `[users]` table.
     pub users: UsersConfig,
+    /// The `[ratelimit]` table.
+    pub ratelimit: crate::config::RateLimitConfig,
+    /// The reply to mail over a rate limit (`[ratelimit] reply`).
+    pub ratelimit_reply: Reply,
 }
 
 impl Settings {
@@ -46,6 +50,9 @@ impl Settings {
             oversize_reply: config.engine.oversize_reply.clone(),
             http: config.http.clone(),
             users: config.users.clone(),
+            ratelimit: config.ratelimit.clone(),
+            ratelimit_reply: Reply::parse(&config.ratelimit.reply)
+                .map_err(|e| ("ratelimit.reply", e.to_string()))?,
         })
     }
 
@@ -99,9 +106,13 @@ impl Default for Settings {
             quarantine: config.quarantine,
             max_message_size: config.engine.max_message_size,
             reject_reply: config.engine.reject_reply,
-            oversize_reply: config.engine.oversize_reply,
             http: config.http,
             users: config.users,
+            // The default reply parses (a unit test says so).
+            ratelimit_reply: Reply::parse(&config.ratelimit.reply)
+                .unwrap_or_else(|_| config.engine.oversize_reply.clone()),
+            oversize_reply: config.engine.oversize_reply,
+            ratelimit: config.ratelimit,
         }
     }
 }
