@@ -562,8 +562,11 @@ impl RedisState {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let msg = e.to_string();
-                // A script error is ours, not Redis being away.
-                if e.kind() == redis::ErrorKind::IoError || e.is_connection_dropped() {
+                // An error answer (a script's) is ours, not Redis being away.
+                if !matches!(
+                    e.kind(),
+                    redis::ErrorKind::ResponseError | redis::ErrorKind::TypeError
+                ) {
                     self.went_away(&msg);
                 }
                 Err(self.redis_err(msg))
