@@ -19,21 +19,32 @@ struct Redis {
     child: Option<Child>,
     port: u16,
     dir: std::path::PathBuf,
+    cluster: bool,
 }
 
 impl Redis {
     fn start(dir: &std::path::Path, port: u16) -> Redis {
+        Redis::start_as(dir, port, false)
+    }
+
+    fn start_as(dir: &std::path::Path, port: u16, cluster: bool) -> Redis {
         let mut r = Redis {
             child: None,
             port,
             dir: dir.to_path_buf(),
+            cluster,
         };
         r.spawn();
         r
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        if self.cluster {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(self.dir.join("nodes.conf"));
+        }
+        let child = cmd
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -295,4 +306,202 @@ fn a_redis_that_may_evict_locks_is_refused_at_start() {
     .err()
     .expect("refused");
     assert!(e.to_string().contains("allkeys-lru"), "{e}");
+}
+
+#[test]
+fn two_hosts_share_locks_and_limits_on_a_redis_cluster() {
+    if missing_redis() {
+        return;
+    }
+    let f = fixture();
+    let nodes: Vec<Redis> = (0..3)
+        .map(|i| {
+            let d = f.dir.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            Redis::start_as(&d, free_port(), true)
+        })
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let made = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli --cluster create");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !nodes
+        .iter()
+        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+    {
+        assert!(Instant::now() < deadline, "the cluster did not form");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = format!("redis+cluster://{}", addrs.join(","));
+    let limits = |c: &mut ServiceConfig| {
+        c.ratelimit.account = vec![chaff_milter::state::ratelimit::Window {
+            window: Duration::from_secs(60),
+            messages: 10,
+            recipients: 0,
+        }];
+        c.ratelimit.client = vec![chaff_milter::state::ratelimit::Window {
+            window: Duration::from_secs(60),
+            messages: 1000,
+            recipients: 0,
+        }];
+    };
+    let a = service(&f, "a", &url, limits);
+    let b = service(&f, "b", &url, limits);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if secs % 60 > 45 {
+        std::thread::sleep(Duration::from_secs(62 - secs % 60));
+    }
+    // Subjects in different slots (the account, the client address): counted
+    // by one call each.
+    let mut through = 0;
+    for i in 0..24 {
+        let h = if i % 2 == 0 { &a } else { &b };
+        if send(h.addr(), Some("carol"), HAM).0 == "deliver" {
+            through += 1;
+        }
+    }
+    assert_eq!(through, 10);
+    for _ in 0..3 {
+        assert_eq!(send(a.addr(), Some("dave"), SPAM).0, "reject");
+    }
+    assert_eq!(send(b.addr(), Some("dave"), HAM).0, "reject");
+    assert!(b.service().locks().unwrap().unlock("dave").unwrap());
+    assert_eq!(send(a.addr(), Some("dave"), HAM).0, "deliver");
+    assert_eq!(a.service().locks().unwrap().list().unwrap(), vec![]);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn redis_killed_during_a_load_run_leaves_every_message_answered_once() {
+    if missing_redis() {
+        return;
+    }
+    let f = fixture();
+    let mut redis = Redis::start(f.dir.path(), free_port());
+    let url = redis.url();
+    let a = service(&f, "a", &url, |c| {
+        c.ratelimit.account = vec![chaff_milter::state::ratelimit::Window {
+            window: Duration::from_secs(3600),
+            messages: 100_000,
+            recipients: 0,
+        }];
+    });
+    let addr = a.addr().to_string();
+    const THREADS: usize = 8;
+    const EACH: usize = 60;
+    let answers: Vec<std::thread::JoinHandle<Vec<&'static str>>> = (0..THREADS)
+        .map(|t| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let user = format!("load{t}");
+                let mut c = Client::connect(&addr).unwrap();
+                let mut out = Vec::new();
+                for _ in 0..EACH {
+                    let env = Submission {
+                        sender: "alice@example.com",
+                        recipients: vec!["bob@example.org"],
+                        auth_user: Some(&user),
+                        queue_id: Some("QLOAD"),
+                    };
+                    let ans = c.message(&env, HAM.as_bytes()).unwrap();
+                    // One final answer per message.
+                    out.push(ans.action());
+                }
+                out
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    redis.kill();
+    let all: Vec<&str> = answers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(all.len(), THREADS * EACH);
+    // fail = "open": every message scanned and delivered, none deferred.
+    assert!(all.iter().all(|a| *a == "deliver"), "{all:?}");
+    let m = scrape(&a);
+    let delivered = metric(&m, "chaff_milter_messages_total{action=\"deliver\"}").unwrap();
+    assert_eq!(delivered as usize, THREADS * EACH, "{m}");
+    // Back: counting resumes in Redis.
+    redis.spawn();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        send(a.addr(), Some("ivy"), HAM);
+        if a.service().shared().unwrap().is_up()
+            && redis.cli(&["--scan", "--pattern", "chaff:{a:ivy}:r:*"]) != ""
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counting did not resume in Redis"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.shutdown();
+}
+
+#[test]
+fn state_migrate_moves_locks_to_redis_and_back() {
+    if missing_redis() {
+        return;
+    }
+    let f = fixture();
+    let redis = Redis::start(f.dir.path(), free_port());
+    let config = f.dir.path().join("chaff.toml");
+    write_toml(&config, &f.config, "");
+    {
+        let store = chaff_milter::accounts::AccountStore::open(&f.config.accounts.db).unwrap();
+        assert!(store.lock("mallory", 1_000, "spam run").unwrap());
+        assert!(store.lock("oscar", 2_000, "by hand").unwrap());
+    }
+    let chaff = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_chaff"))
+            .arg("state")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let out = chaff(&["migrate", "--to", &redis.url()]);
+    assert!(out.contains("2 of 2 locks copied"), "{out}");
+    assert!(
+        redis
+            .cli(&["GET", "chaff:{a:mallory}:lock"])
+            .contains("spam run")
+    );
+    assert_eq!(redis.cli(&["SCARD", "chaff:locks"]), "2");
+    // Again: nothing new.
+    assert!(chaff(&["migrate", "--to", &redis.url()]).contains("0 of 2"));
+    // And back, into a fresh store.
+    std::fs::remove_file(&f.config.accounts.db).unwrap();
+    let out = chaff(&["migrate", "--to", "embedded", "--from", &redis.url()]);
+    assert!(out.contains("2 of 2 locks copied"), "{out}");
+    let store = chaff_milter::accounts::AccountStore::open(&f.config.accounts.db).unwrap();
+    let rows = store.list().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].1.locked_at, rows[0].1.reason.as_str()),
+        (1_000, "spam run")
+    );
 }

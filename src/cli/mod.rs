@@ -12,6 +12,7 @@ pub mod output;
 pub mod quarantine;
 pub mod score;
 pub mod senders;
+pub mod state;
 pub mod train;
 pub mod users;
 

@@ -661,9 +661,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(l.check(&c, &s, 4, 2), Check::Admitted);
-        assert_eq!(l.check(&c, &s, 1, 61_000), Check::Admitted);
+        // A minute later the previous minute still weighs (59/60 of 10): over.
+        assert!(matches!(l.check(&c, &s, 1, 61_000), Check::Over(_)));
+        assert_eq!(l.check(&c, &s, 1, 120_000), Check::Admitted);
         // The hour's 3 messages are used up.
-        match l.check(&c, &s, 1, 62_000) {
+        match l.check(&c, &s, 1, 121_000) {
             Check::Over(e) => assert_eq!(e.window, Duration::from_secs(3600)),
             other => panic!("{other:?}"),
         }

@@ -15,6 +15,8 @@
 //! | `GET /api/actions` | `admin` | [`audit`] |
 //! | `GET /api/accounts` | `read` | [`accounts`] |
 //! | `POST /api/accounts/{user}/lock`, `…/unlock` | `admin` | [`accounts`] |
+//! | `GET /api/ratelimit/{kind}/{name}` | `read` | [`ratelimit`] |
+//! | `POST /api/ratelimit/{kind}/{name}/reset` | `admin` | [`ratelimit`] |
 //!
 //! Each endpoint is a handler taking the role it needs as an extractor
 //! ([`Reader`], [`Scanner`](super::auth::Scanner), [`Admin`](super::auth::Admin):
@@ -38,6 +40,7 @@ pub mod delete;
 pub mod history;
 pub mod quarantine;
 pub mod query;
+pub mod ratelimit;
 pub mod release;
 pub mod senders;
 pub mod stats;
@@ -75,6 +78,8 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/api/accounts", get(accounts::list))
         .route("/api/accounts/{user}/unlock", post(accounts::unlock))
         .route("/api/accounts/{user}/lock", post(accounts::lock))
+        .route("/api/ratelimit/{kind}/{name}", get(ratelimit::show))
+        .route("/api/ratelimit/{kind}/{name}/reset", post(ratelimit::reset))
         .route("/api/quarantine", get(quarantine::list))
         .route("/api/quarantine/bulk", post(bulk::bulk))
         .route("/api/quarantine/{id}", get(quarantine::show))
