@@ -38,6 +38,8 @@ enum Command {
     Milter(cli::milter::MilterArgs),
     /// List, unlock or lock accounts locked for sending spam.
     Accounts(cli::accounts::AccountsArgs),
+    /// Move account locks between the embedded store and Redis.
+    State(cli::state::StateArgs),
     /// The spam report list: list, show, delete or purge kept messages.
     Quarantine(cli::quarantine::QuarantineArgs),
     /// The allow and block lists: list them, add or remove stored entries.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Learn(a) => cli::learn::run(a),
         Command::Milter(a) => cli::milter::run(a),
         Command::Accounts(a) => cli::accounts::run(a),
+        Command::State(a) => cli::state::run(a),
         Command::Quarantine(a) => cli::quarantine::run(a),
         Command::Senders(a) => cli::senders::run(a),
         Command::Policy(a) => cli::policy::run(a),

@@ -7,9 +7,15 @@
 
 use super::output::Format;
 use super::{CliError, load_service_config};
+use chaff_milter::ServiceConfig;
 use chaff_milter::accounts::{self, AccountStore, StoreView};
+use chaff_milter::state::Locks;
+use chaff_milter::state::journal::Journal;
+use chaff_milter::state::ratelimit::Subject;
+use chaff_milter::state::redis::RedisState;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Arguments of `chaff accounts`.
 #[derive(clap::Args)]
@@ -43,6 +49,23 @@ pub enum AccountsAction {
         /// configured realm, do not matter).
         user: String,
     },
+    /// Show (or with --reset clear) the sending-rate counters of an account, a
+    /// sender domain or a client address against its `[ratelimit]` limits. With
+    /// the embedded backend the counters live in the service's memory: use the
+    /// admin API (`/api/ratelimit`) there.
+    Limits {
+        /// The account (or, with --domain or --client, the domain or address).
+        name: String,
+        /// NAME is a sender domain.
+        #[arg(long, conflicts_with = "client")]
+        domain: bool,
+        /// NAME is a client address.
+        #[arg(long)]
+        client: bool,
+        /// Clear the counters.
+        #[arg(long)]
+        reset: bool,
+    },
     /// Lock an account by hand.
     Lock {
         /// The SMTP AUTH user name.
@@ -56,6 +79,16 @@ pub enum AccountsAction {
 /// Runs one `chaff accounts` subcommand.
 pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
     let settings = load_service_config(args.config.as_deref())?;
+    if settings.state.backend != "embedded" && args.db.is_none() {
+        return run_shared(args.action, &settings);
+    }
+    if let AccountsAction::Limits { .. } = args.action {
+        return Err(
+            "the embedded backend counts sending rates in the running service's \
+                    memory: see the admin API's /api/ratelimit"
+                .into(),
+        );
+    }
     let db = args.db.unwrap_or_else(|| settings.accounts.db.clone());
     // Names are compared as the service compares them (`[accounts] realm`).
     let realm = settings.accounts.realm.as_deref();
@@ -135,12 +168,129 @@ pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
                 Ok(ExitCode::from(1))
             }
         }
+        AccountsAction::Limits { .. } => Err("unreachable: handled above".into()),
         AccountsAction::Lock { user, reason } => {
             let store = AccountStore::open_in_realm(&db, realm)?;
             if store.lock(&user, accounts::now_secs(), &reason)? {
                 println!("{user}: locked");
             } else {
                 println!("{user}: already locked");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `chaff accounts` on a Redis backend (`[state] backend`): the same commands on
+/// the locks every host shares. While Redis is away a lock or unlock is
+/// journalled beside the account store and written back by the service when
+/// Redis returns.
+fn run_shared(action: AccountsAction, settings: &ServiceConfig) -> Result<ExitCode, CliError> {
+    let st = &settings.state;
+    let redis = RedisState::open_for_command(
+        &st.backend,
+        Duration::from_millis(st.timeout_ms),
+        &Journal::path_for(&settings.accounts.db),
+        settings.accounts.realm.as_deref(),
+    )?;
+    let locks = Locks::Redis(&redis);
+    match action {
+        AccountsAction::List { format, .. } => {
+            let rows = locks.list()?;
+            for (user, r) in &rows {
+                match format {
+                    Format::Json => println!(
+                        "{}",
+                        serde_json::json!({
+                            "user": user,
+                            "locked": true,
+                            "locked_at": r.locked_at,
+                            "locked_at_utc": accounts::format_time(r.locked_at),
+                            "reason": r.reason,
+                        })
+                    ),
+                    Format::Text => println!(
+                        "{user}  {}  {}",
+                        accounts::format_time(r.locked_at),
+                        r.reason
+                    ),
+                }
+            }
+            if rows.is_empty() && matches!(format, Format::Text) {
+                println!("no locked accounts ({})", redis.target());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsAction::Unlock { user } => {
+            let journalled = !redis.is_up();
+            if locks.unlock(&user)? {
+                println!(
+                    "{user}: unlocked{}",
+                    if journalled {
+                        " (journalled: Redis is away)"
+                    } else {
+                        ""
+                    }
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{user}: not locked");
+                Ok(ExitCode::from(1))
+            }
+        }
+        AccountsAction::Lock { user, reason } => {
+            let journalled = !redis.is_up();
+            let made = locks.lock(&user, accounts::now_secs(), &reason)?;
+            let note = if journalled {
+                " (journalled: Redis is away)"
+            } else {
+                ""
+            };
+            println!(
+                "{user}: {}{note}",
+                if made { "locked" } else { "already locked" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsAction::Limits {
+            name,
+            domain,
+            client,
+            reset,
+        } => {
+            let subject = if domain {
+                Subject::Domain(name.trim().to_lowercase())
+            } else if client {
+                Subject::Client(
+                    name.trim()
+                        .parse()
+                        .map_err(|_| format!("`{name}` is not an address"))?,
+                )
+            } else {
+                Subject::Account(name.clone())
+            };
+            let cfg = &settings.ratelimit;
+            if reset {
+                locks.reset(cfg, None, &subject)?;
+                println!("{} {}: counters cleared", subject.kind(), subject.name());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let usage = locks.usage(cfg, None, &subject)?;
+            if usage.is_empty() {
+                println!(
+                    "{} {}: no limits apply ([ratelimit])",
+                    subject.kind(),
+                    subject.name()
+                );
+            }
+            for (window, measure, used, limit) in usage {
+                println!(
+                    "{} {}  {used}/{limit} {} per {} s",
+                    subject.kind(),
+                    subject.name(),
+                    measure.as_str(),
+                    window.as_secs()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod quarantine;
 pub mod score;
 pub mod senders;
+pub mod state;
 pub mod train;
 pub mod users;
 

@@ -232,7 +232,7 @@ fn is_io(e: &redb::Error) -> bool {
 
 /// Adds a reject at `now` to `times` (an account's recent rejects, oldest first)
 /// and returns the lock it causes, if any. The one rule, on disk and in memory.
-fn count_reject(
+pub(crate) fn count_reject(
     times: &mut Vec<u64>,
     now: u64,
     cfg: &AccountsConfig,

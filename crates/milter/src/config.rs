@@ -15,6 +15,8 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::state::ratelimit::RateLimitConfig;
+
 /// The top-level tables of `chaff.toml` this crate reads.
 pub const TABLES: &[&str] = &[
     "milter",
@@ -24,6 +26,7 @@ pub const TABLES: &[&str] = &[
     "http",
     "users",
     "policy",
+    "ratelimit",
 ];
 
 /// The whole configuration file as the service reads it: the engine's tables and
@@ -48,6 +51,8 @@ pub struct ServiceConfig {
     pub users: UsersConfig,
     /// `[policy]`: the sender/login match and stored policies' refresh.
     pub policy: PolicyConfig,
+    /// `[ratelimit]`.
+    pub ratelimit: RateLimitConfig,
 }
 
 impl ServiceConfig {
@@ -75,6 +80,7 @@ impl ServiceConfig {
             users: UsersConfig,
             #[serde(default)]
             policy: PolicyConfig,
+            ratelimit: RateLimitConfig,
         }
         let t: Tables = file.read()?;
         let mut config = ServiceConfig {
@@ -86,6 +92,7 @@ impl ServiceConfig {
             http: t.http,
             users: t.users,
             policy: t.policy,
+            ratelimit: t.ratelimit,
         };
         config.accounts.db = file.resolve(config.accounts.db);
         config.state.path = file.resolve(config.state.path);
@@ -117,6 +124,7 @@ impl ServiceConfig {
         self.state.check()?;
         self.quarantine.check()?;
         self.policy.checked(self.accounts.realm.as_deref())?;
+        self.ratelimit.check()?;
         if let Some(http) = &self.http {
             http.check()?;
             let addr = parse_listen(&http.listen).map_err(|e| ("http.listen", e))?;
@@ -455,13 +463,59 @@ pub struct StateConfig {
     pub path: PathBuf,
     /// Scans kept in the history (every scanned message, oldest dropped first).
     pub history: u64,
+    /// Where account locks, their rejects and the rate counters live:
+    /// `embedded` (the account store's redb file and this process's memory) or a
+    /// Redis URL (`redis://`, `rediss://`, `redis+cluster://H1:P1,H2:P2`) shared
+    /// by every host. Takes effect at start.
+    pub backend: String,
+    /// What happens while Redis is away: `open` (locks known in memory stay
+    /// enforced, limits counted in memory) or `tempfail` (mail that needs the
+    /// state is deferred; known locks still refuse).
+    pub fail: StateFail,
+    /// Longest wait for one Redis call, in milliseconds.
+    pub timeout_ms: u64,
 }
+
+/// `[state] fail`: the policy while Redis is away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateFail {
+    /// Fall back to this host's memory (the default).
+    #[default]
+    Open,
+    /// Defer mail that needs the state (4xx).
+    Tempfail,
+}
+
+impl StateFail {
+    /// The name in the configuration and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateFail::Open => "open",
+            StateFail::Tempfail => "tempfail",
+        }
+    }
+
+    /// What the policy does, for logs.
+    pub fn effect(self) -> &'static str {
+        match self {
+            StateFail::Open => "fall back to this host's memory",
+            StateFail::Tempfail => "defer mail that needs them (known locks still refuse)",
+        }
+    }
+}
+
+/// Longest `[state] timeout_ms`.
+pub const MAX_STATE_TIMEOUT_MS: u64 = 10_000;
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             path: PathBuf::from("/var/lib/chaff/state.redb"),
             history: 10_000,
+            backend: "embedded".into(),
+            fail: StateFail::Open,
+            timeout_ms: 250,
         }
     }
 }
@@ -477,6 +531,15 @@ impl StateConfig {
                 "state.history",
                 format!("must be between 1 and {MAX_HISTORY}"),
             ));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > MAX_STATE_TIMEOUT_MS {
+            return Err((
+                "state.timeout_ms",
+                format!("must be between 1 and {MAX_STATE_TIMEOUT_MS}"),
+            ));
+        }
+        if self.backend != "embedded" {
+            crate::state::redis::Target::parse(&self.backend).map_err(|e| ("state.backend", e))?;
         }
         Ok(())
     }

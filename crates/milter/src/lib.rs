@@ -87,6 +87,7 @@ pub mod settings;
 mod signals;
 pub mod site_policy;
 pub mod slots;
+pub mod state;
 mod throttle;
 pub mod time;
 pub mod users;

@@ -88,6 +88,7 @@ pub struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     locks_made: AtomicU64,
+    rate_limited: AtomicU64,
     evicted: [AtomicU64; EvictReason::ALL.len()],
     refused_full: AtomicU64,
     model_refused: AtomicU64,
@@ -366,6 +367,48 @@ impl Metrics {
     }
 
     /// Counts an account locked by the service.
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Relaxed);
+    }
+
+    /// Renders the state backend's counters: messages over a rate limit, and
+    /// Redis's health when it is the backend.
+    pub fn render_backend(&self, redis: Option<crate::state::redis::RedisStats>) -> String {
+        let mut out = format!(
+            "# HELP chaff_milter_rate_limited_total Messages deferred over a sending-rate limit.\n\
+             # TYPE chaff_milter_rate_limited_total counter\n\
+             chaff_milter_rate_limited_total {}\n",
+            self.rate_limited.load(Relaxed)
+        );
+        if let Some(r) = redis {
+            out.push_str(&format!(
+                "# HELP chaff_milter_state_backend_up 1 while Redis answers.\n\
+                 # TYPE chaff_milter_state_backend_up gauge\n\
+                 chaff_milter_state_backend_up {}\n\
+                 # HELP chaff_milter_state_backend_failures_total Times Redis went away.\n\
+                 # TYPE chaff_milter_state_backend_failures_total counter\n\
+                 chaff_milter_state_backend_failures_total {}\n\
+                 # HELP chaff_milter_state_backend_recoveries_total Times Redis came back.\n\
+                 # TYPE chaff_milter_state_backend_recoveries_total counter\n\
+                 chaff_milter_state_backend_recoveries_total {}\n\
+                 # HELP chaff_milter_state_journalled_total Lock changes journalled while Redis \
+                 was away.\n\
+                 # TYPE chaff_milter_state_journalled_total counter\n\
+                 chaff_milter_state_journalled_total {}\n\
+                 # HELP chaff_milter_state_replayed_total Journalled lock changes written back.\n\
+                 # TYPE chaff_milter_state_replayed_total counter\n\
+                 chaff_milter_state_replayed_total {}\n",
+                u8::from(r.up),
+                r.failures,
+                r.recoveries,
+                r.journalled,
+                r.replayed
+            ));
+        }
+        out
+    }
+
+    /// Counts a lock made.
     pub fn lock_made(&self) {
         self.locks_made.fetch_add(1, Relaxed);
     }

@@ -57,7 +57,12 @@ async fn metrics_request(svc: Arc<Service>, mut stream: tokio::net::TcpStream) {
         // Both reads may touch the disk: off the network thread.
         let (locked, totals) = tokio::task::spawn_blocking(move || {
             (
-                svc2.store().and_then(|s| s.locked_count().ok()),
+                match svc2.locks() {
+                    Some(l @ crate::state::Locks::Redis(_)) => {
+                        l.list().ok().map(|v| v.len() as u64)
+                    }
+                    _ => svc2.store().and_then(|s| s.locked_count().ok()),
+                },
                 svc2.state().totals().ok(),
             )
         })
@@ -70,6 +75,10 @@ async fn metrics_request(svc: Arc<Service>, mut stream: tokio::net::TcpStream) {
             svc.keeper().stats(),
             totals,
         ));
+        body.push_str(
+            &svc.metrics()
+                .render_backend(svc.shared().map(|r| r.stats())),
+        );
         ("200 OK", body)
     } else {
         ("404 Not Found", "not found; try /metrics\n".to_string())

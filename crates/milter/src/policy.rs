@@ -47,11 +47,14 @@ pub enum Outcome {
     /// Deferred (`451 4.3.0`) because the message was to be kept in the
     /// quarantine store and could not be: never discarded or held without a copy.
     QuarantineTempfail,
+    /// Deferred (`[ratelimit] reply`) because the message is over a sending-rate
+    /// limit of its account, sender domain or client.
+    RateLimited,
 }
 
 impl Outcome {
     /// Every outcome, in metrics order.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Deliver,
         Outcome::Quarantine,
         Outcome::Reject,
@@ -61,6 +64,7 @@ impl Outcome {
         Outcome::Busy,
         Outcome::StoreTempfail,
         Outcome::QuarantineTempfail,
+        Outcome::RateLimited,
     ];
 
     /// The lowercase name used in logs and metrics.
@@ -75,6 +79,7 @@ impl Outcome {
             Outcome::Busy => "busy",
             Outcome::StoreTempfail => "store_tempfail",
             Outcome::QuarantineTempfail => "quarantine_tempfail",
+            Outcome::RateLimited => "rate_limited",
         }
     }
 
@@ -180,6 +185,33 @@ impl Decision {
         Decision {
             reply: Reply::parse(STORE_TEMPFAIL_REPLY).ok(),
             ..Decision::new(Outcome::StoreTempfail)
+        }
+    }
+
+    /// The decision for mail from a locked account.
+    pub fn locked(settings: &Settings, lock: LockRecord, newly: bool) -> Decision {
+        Decision {
+            reply: Some(settings.reject_reply.clone()),
+            lock: Some(lock),
+            newly_locked: newly,
+            ..Decision::new(Outcome::Locked)
+        }
+    }
+
+    /// The decision for mail over a sending-rate limit (`why`, for the log);
+    /// `lock` when this refusal locked the account (then it is refused as a
+    /// locked account is).
+    pub fn rate_limited(settings: &Settings, why: String, lock: Option<LockRecord>) -> Decision {
+        match lock {
+            Some(l) => Decision {
+                error: Some(why),
+                ..Decision::locked(settings, l, true)
+            },
+            None => Decision {
+                reply: Some(settings.ratelimit_reply.clone()),
+                error: Some(why),
+                ..Decision::new(Outcome::RateLimited)
+            },
         }
     }
 
@@ -641,7 +673,10 @@ pub fn responses(
     match d.outcome {
         Outcome::Reject | Outcome::Locked => vec![refuse(&d.reply, Some(&settings.reject_reply))],
         Outcome::Oversize => vec![refuse(&d.reply, Some(&settings.oversize_reply))],
-        Outcome::Busy | Outcome::StoreTempfail | Outcome::QuarantineTempfail => vec![
+        Outcome::Busy
+        | Outcome::StoreTempfail
+        | Outcome::QuarantineTempfail
+        | Outcome::RateLimited => vec![
             d.reply
                 .as_ref()
                 .map_or(Response::Tempfail, Response::reply_code),

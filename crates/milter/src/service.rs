@@ -19,7 +19,7 @@
 //! and block entries added; an edit of those (revision in the store, watched every
 //! [`SENDERS_CHECK_INTERVAL`]) reloads as SIGHUP does.
 
-use super::accounts::{self, AccountStore, StoreError};
+use super::accounts::{self, AccountStore, Evidence, StoreError};
 use super::budget::Budget;
 use super::config::ServiceConfig;
 use super::connection::ConnLogs;
@@ -33,6 +33,10 @@ use super::scan_pool::ScanPool;
 use super::session::{ClientInfo, ScanJob};
 use super::settings::Settings;
 use super::site_policy::{PolicyCache, PolicyStore};
+use super::state::Locks;
+use super::state::journal::Journal;
+use super::state::ratelimit::{self, Check, MemLimiter, Subject};
+use super::state::redis::{Admission, RedisState};
 use super::throttle::Shared;
 use arc_swap::ArcSwap;
 use chaff::{ConfigError, Engine, Envelope};
@@ -62,6 +66,9 @@ pub enum ServeError {
     /// The release key (`[quarantine] release_key`) could not be read or made.
     #[error(transparent)]
     ReleaseKey(#[from] KeyError),
+    /// The state backend (`[state] backend`) is unusable.
+    #[error("state backend: {0}")]
+    Backend(String),
     /// A listen address is unusable.
     #[error("bad listen address {0}")]
     Address(String),
@@ -161,7 +168,12 @@ impl Generation {
 /// The state shared by every connection.
 pub struct Service {
     current: ArcSwap<Generation>,
+    /// The redb lock store (`[state] backend = "embedded"`).
     store: Option<AccountStore>,
+    /// Redis (`[state] backend` a Redis URL): locks, rejects and rate counters.
+    shared: Option<Arc<RedisState>>,
+    /// Rate counters of the embedded backend.
+    limiter: MemLimiter,
     /// The state store and its writer.
     keeper: Keeper,
     /// This host's name, for kept entries.
@@ -219,7 +231,21 @@ impl Service {
                 source: e,
             })?;
         let accounts = &generation.settings.accounts;
-        let store = AccountStore::open_in_realm(&accounts.db, accounts.realm.as_deref())?;
+        let st = &generation.settings.state;
+        let (store, shared) = if st.backend == "embedded" {
+            let store = AccountStore::open_in_realm(&accounts.db, accounts.realm.as_deref())?;
+            (Some(store), None)
+        } else {
+            let shared = RedisState::start(
+                &st.backend,
+                st.fail,
+                Duration::from_millis(st.timeout_ms),
+                &Journal::path_for(&accounts.db),
+                accounts.realm.as_deref(),
+            )
+            .map_err(ServeError::Backend)?;
+            (None, Some(shared))
+        };
         let threads = generation.settings.milter.scan_thread_count();
         let pool = ScanPool::new(threads).map_err(|e| ServeError::Start {
             what: "scan threads",
@@ -241,7 +267,9 @@ impl Service {
             release_logs: Shared::default(),
             budget,
             current: ArcSwap::from_pointee(generation),
-            store: Some(store),
+            store,
+            shared,
+            limiter: MemLimiter::default(),
             keeper,
             host: quarantine::host_name(),
             metrics: Metrics::default(),
@@ -271,9 +299,127 @@ impl Service {
         &self.conn_logs
     }
 
-    /// The lock store.
+    /// The lock store (the embedded backend).
     pub fn store(&self) -> Option<&AccountStore> {
         self.store.as_ref()
+    }
+
+    /// The Redis backend, when configured.
+    pub fn shared(&self) -> Option<&Arc<RedisState>> {
+        self.shared.as_ref()
+    }
+
+    /// The locks, whichever backend holds them.
+    pub fn locks(&self) -> Option<Locks<'_>> {
+        match (&self.shared, &self.store) {
+            (Some(r), _) => Some(Locks::Redis(r)),
+            (None, Some(s)) => Some(Locks::Embedded(s)),
+            (None, None) => None,
+        }
+    }
+
+    /// The embedded backend's rate counters.
+    pub fn limiter(&self) -> &MemLimiter {
+        &self.limiter
+    }
+
+    /// Checks the account's lock (Redis backend) and the sending-rate limits of
+    /// a message before it is scanned; `Some` decision refuses or defers it. With
+    /// the embedded backend the lock is checked by the scan
+    /// ([`policy::decide`]); the limits are counted here, in memory.
+    async fn admit(&self, settings: &Settings, env: &Envelope) -> Option<Decision> {
+        let user = env.auth_user.as_deref().filter(|u| !u.is_empty());
+        let rl = &settings.ratelimit;
+        let norm = user.map(|u| accounts::normalise_user(u, settings.accounts.realm.as_deref()));
+        let subjects = if rl.any() {
+            ratelimit::subjects(rl, norm.as_deref(), env.sender.as_deref(), env.client_addr)
+        } else {
+            Vec::new()
+        };
+        let now_ms = quarantine::now_ms();
+        let rcpts = env.recipients.len().max(1) as u64;
+        let (ex, lock) = match &self.shared {
+            Some(redis) => {
+                if user.is_none() && subjects.is_empty() {
+                    return None;
+                }
+                match redis
+                    .admit(norm.as_deref(), &subjects, rcpts, rl, now_ms)
+                    .await
+                {
+                    Admission::Go => return None,
+                    Admission::Locked(l) => return Some(Decision::locked(settings, l, false)),
+                    Admission::Tempfail => return Some(Decision::store_tempfail()),
+                    Admission::Limited(ex, lock) => (ex, lock),
+                }
+            }
+            None => {
+                if subjects.is_empty() {
+                    return None;
+                }
+                let ex = match self.limiter.check(rl, &subjects, rcpts, now_ms) {
+                    Check::Over(ex) => ex,
+                    _ => return None,
+                };
+                let store = self.store.as_ref()?;
+                // A locked account is refused as locked, not as limited.
+                if let Some(u) = user
+                    && let Ok(Some(l)) = store.lock_of(u)
+                {
+                    return Some(Decision::locked(settings, l, false));
+                }
+                let lock = match &ex.subject {
+                    Subject::Account(u) if self.limiter.count_over(rl, u, now_ms) => {
+                        let rec = RedisState::rate_lock(rl, now_ms);
+                        match store.lock(u, rec.locked_at, &rec.reason) {
+                            Ok(_) => store.lock_of(u).ok().flatten(),
+                            Err(e) => {
+                                error!(error = %e, user = %u, "rate lock not written");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                (ex, lock)
+            }
+        };
+        self.metrics.rate_limited();
+        Some(Decision::rate_limited(settings, ex.to_string(), lock))
+    }
+
+    /// Counts a rejected message of an authenticated sender in Redis (the
+    /// embedded store counts it in [`policy::decide`]).
+    async fn count_reject(
+        &self,
+        settings: &Settings,
+        user: Option<&str>,
+        d: &mut Decision,
+        queue_id: Option<String>,
+    ) {
+        let (Some(redis), Some(user), Outcome::Reject) = (&self.shared, user, d.outcome) else {
+            return;
+        };
+        let ev = Evidence {
+            queue_id,
+            score: d.verdict.as_ref().map_or(0.0, |v| v.score),
+            hits: d
+                .verdict
+                .as_ref()
+                .map(|v| policy::top_hits(v, 3))
+                .unwrap_or_default(),
+        };
+        match redis
+            .record_reject(user, accounts::now_secs(), &settings.accounts, &ev)
+            .await
+        {
+            Ok(Some(lock)) => {
+                d.lock = Some(lock);
+                d.newly_locked = true;
+            }
+            Ok(None) => {}
+            Err(e) => d.error = Some(e.to_string()),
+        }
     }
 
     /// The state store (quarantine, history, sender lists, action log).
@@ -493,6 +639,15 @@ impl Service {
         can_quarantine: bool,
     ) -> Decision {
         let settings = &generation.settings;
+        if let Some(d) = self.admit(settings, &job.envelope).await {
+            return d;
+        }
+        let user = job
+            .envelope
+            .auth_user
+            .clone()
+            .filter(|u| !u.is_empty() && self.shared.is_some());
+        let queue_id = job.envelope.queue_id.clone();
         // A job never run, its thread gone, returns its bytes to the budget as the
         // queue drops it.
         let started = Instant::now();
@@ -514,8 +669,14 @@ impl Service {
             tokio::time::timeout(settings.scan_timeout(), rx).await
         };
         let why = match outcome {
-            Ok(Ok(Ok((d, None)))) => return d,
-            Ok(Ok(Ok((d, Some(entry))))) => {
+            Ok(Ok(Ok((mut d, None)))) => {
+                self.count_reject(settings, user.as_deref(), &mut d, queue_id)
+                    .await;
+                return d;
+            }
+            Ok(Ok(Ok((mut d, Some(entry))))) => {
+                self.count_reject(settings, user.as_deref(), &mut d, queue_id)
+                    .await;
                 let left = settings.scan_timeout().saturating_sub(started.elapsed());
                 return self.keep(d, entry, left).await;
             }
@@ -646,6 +807,14 @@ impl Service {
                 auth, from, size,
                 "message deferred: the account store is unusable (accounts.on_store_error)"
             ),
+            Outcome::RateLimited => warn!(
+                queue_id = %queue_id,
+                action = "rate_limited",
+                reply = d.reply.as_ref().map_or("-", |r| r.as_str()),
+                limit = d.error.as_deref().unwrap_or("-"),
+                auth, from, size,
+                "message deferred: over a sending-rate limit"
+            ),
             Outcome::QuarantineTempfail => error!(
                 queue_id = %queue_id,
                 action = "quarantine_tempfail",
@@ -683,8 +852,13 @@ impl Service {
                 warn!(user = auth, reason = %lock.reason, "account locked");
             }
         }
-        if !matches!(d.outcome, Outcome::Fallback | Outcome::QuarantineTempfail)
-            && let Some(e) = &d.error
+        if !matches!(
+            d.outcome,
+            Outcome::Fallback
+                | Outcome::QuarantineTempfail
+                | Outcome::RateLimited
+                | Outcome::Locked
+        ) && let Some(e) = &d.error
         {
             self.metrics.error(ErrorKind::Store);
             error!(error = %e, "account store failed; the message was scanned without it");

@@ -31,6 +31,10 @@ pub struct Settings {
     pub users: UsersConfig,
     /// The `[policy]` table, checked.
     pub policy: Policy,
+    /// The `[ratelimit]` table.
+    pub ratelimit: crate::config::RateLimitConfig,
+    /// The reply to mail over a rate limit (`[ratelimit] reply`).
+    pub ratelimit_reply: Reply,
 }
 
 impl Settings {
@@ -50,6 +54,9 @@ impl Settings {
             http: config.http.clone(),
             users: config.users.clone(),
             policy: config.policy.checked(config.accounts.realm.as_deref())?,
+            ratelimit: config.ratelimit.clone(),
+            ratelimit_reply: Reply::parse(&config.ratelimit.reply)
+                .map_err(|e| ("ratelimit.reply", e.to_string()))?,
         })
     }
 
@@ -103,10 +110,14 @@ impl Default for Settings {
             quarantine: config.quarantine,
             max_message_size: config.engine.max_message_size,
             reject_reply: config.engine.reject_reply,
-            oversize_reply: config.engine.oversize_reply,
             http: config.http,
             users: config.users,
             policy: Policy::default(),
+            // The default reply parses (a unit test says so).
+            ratelimit_reply: Reply::parse(&config.ratelimit.reply)
+                .unwrap_or_else(|_| config.engine.oversize_reply.clone()),
+            oversize_reply: config.engine.oversize_reply,
+            ratelimit: config.ratelimit,
         }
     }
 }

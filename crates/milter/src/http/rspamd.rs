@@ -202,7 +202,10 @@ pub fn action_name(d: &Decision, settings_fallback: crate::config::Fallback) -> 
         Outcome::Deliver => "no action",
         Outcome::Quarantine => "add header",
         Outcome::Reject | Outcome::Locked | Outcome::Oversize => "reject",
-        Outcome::Busy | Outcome::StoreTempfail | Outcome::QuarantineTempfail => "soft reject",
+        Outcome::Busy
+        | Outcome::StoreTempfail
+        | Outcome::QuarantineTempfail
+        | Outcome::RateLimited => "soft reject",
         Outcome::Fallback => match d.fallback.unwrap_or(settings_fallback) {
             Fallback::Accept => "no action",
             Fallback::Tempfail => "soft reject",
@@ -335,6 +338,12 @@ fn symbols(d: &Decision, g: &Generation, env: &Envelope) -> Map<String, Value> {
         }
         Outcome::Busy => add("CHAFF_BUSY", 0.0, 0.0, vec![]),
         Outcome::StoreTempfail => add("CHAFF_STORE_UNAVAILABLE", 0.0, 0.0, vec![]),
+        Outcome::RateLimited => add(
+            "CHAFF_RATE_LIMITED",
+            0.0,
+            0.0,
+            d.error.iter().cloned().collect(),
+        ),
         Outcome::Fallback => add(
             "CHAFF_FALLBACK",
             0.0,

@@ -11,10 +11,11 @@
 //! with the name of the user who made it, and written to the state store's
 //! action log as `http:NAME` (`account-lock`, `account-unlock`).
 
-use crate::accounts::{self, AccountStore, LockRecord};
+use crate::accounts::{self, LockRecord};
 use crate::http::auth::{Admin, Reader};
 use crate::http::error::{ApiError, Json};
 use crate::http::state::HttpState;
+use crate::state::{Locks, LocksError};
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -84,11 +85,11 @@ pub struct Changed {
 /// Runs `f` on the lock store on a blocking thread (redb reads and writes files).
 async fn with_store<T: Send + 'static>(
     state: &Arc<HttpState>,
-    f: impl FnOnce(&AccountStore) -> Result<T, accounts::StoreError> + Send + 'static,
+    f: impl FnOnce(&Locks<'_>) -> Result<T, LocksError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let svc = Arc::clone(&state.service);
-    tokio::task::spawn_blocking(move || match svc.store() {
-        Some(store) => f(store).map_err(|e| ApiError::unavailable(format!("lock store: {e}"))),
+    tokio::task::spawn_blocking(move || match svc.locks() {
+        Some(locks) => f(&locks).map_err(|e| ApiError::unavailable(format!("lock store: {e}"))),
         None => Err(ApiError::unavailable("no lock store")),
     })
     .await
@@ -109,7 +110,7 @@ pub(crate) async fn list(
     Reader(_): Reader,
     State(state): State<Arc<HttpState>>,
 ) -> Result<Json<LockedList>, ApiError> {
-    let rows = with_store(&state, AccountStore::list).await?;
+    let rows = with_store(&state, |l| l.list()).await?;
     Ok(Json(LockedList {
         locked: rows
             .into_iter()

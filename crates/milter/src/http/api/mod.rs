@@ -16,6 +16,8 @@
 //! | `GET /api/policy`, `GET /api/policy/{scope}`, `PUT`, `DELETE /api/policy/{scope}/{key}` | `admin` | [`policy`] |
 //! | `GET /api/accounts` | `read` | [`accounts`] |
 //! | `POST /api/accounts/{user}/lock`, `…/unlock` | `admin` | [`accounts`] |
+//! | `GET /api/ratelimit/{kind}/{name}` | `read` | [`ratelimit`] |
+//! | `POST /api/ratelimit/{kind}/{name}/reset` | `admin` | [`ratelimit`] |
 //!
 //! Each endpoint is a handler taking the role it needs as an extractor
 //! ([`Reader`], [`Scanner`](super::auth::Scanner), [`Admin`](super::auth::Admin):
@@ -40,6 +42,7 @@ pub mod history;
 pub mod policy;
 pub mod quarantine;
 pub mod query;
+pub mod ratelimit;
 pub mod release;
 pub mod senders;
 pub mod stats;
@@ -77,6 +80,8 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/api/accounts", get(accounts::list))
         .route("/api/accounts/{user}/unlock", post(accounts::unlock))
         .route("/api/accounts/{user}/lock", post(accounts::lock))
+        .route("/api/ratelimit/{kind}/{name}", get(ratelimit::show))
+        .route("/api/ratelimit/{kind}/{name}/reset", post(ratelimit::reset))
         .route("/api/quarantine", get(quarantine::list))
         .route("/api/quarantine/bulk", post(bulk::bulk))
         .route("/api/quarantine/{id}", get(quarantine::show))
