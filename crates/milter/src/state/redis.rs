@@ -155,6 +155,10 @@ redis.call('DEL', base .. ':rej', base .. ':over')
 return 1 - had
 ";
 
+/// One subject of a message as the admission script sees it: its key base,
+/// whether it is the account (its lock is checked), its windows, and itself.
+type Group<'a> = (String, bool, &'a [super::ratelimit::Window], Subject);
+
 /// A connection to one Redis or to a cluster.
 #[derive(Clone)]
 enum Conn {
@@ -303,8 +307,8 @@ struct Memory {
 pub struct RedisState {
     target: Target,
     /// Runs the connection's tasks and the health task; callers on other
-    /// runtimes await its futures through channels.
-    rt: tokio::runtime::Runtime,
+    /// runtimes await its futures through channels. `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
     conn: Arc<Mutex<Option<Conn>>>,
     up: Arc<AtomicBool>,
     fail: StateFail,
@@ -452,7 +456,7 @@ impl RedisState {
         let up = first.is_some();
         let state = Arc::new(RedisState {
             target,
-            rt,
+            rt: Some(rt),
             conn: Arc::new(Mutex::new(first)),
             up: Arc::new(AtomicBool::new(up)),
             fail,
@@ -483,7 +487,7 @@ impl RedisState {
             );
         }
         let weak = Arc::downgrade(&state);
-        state.rt.spawn(health_task(weak));
+        state.spawn(health_task(weak));
         Ok(state)
     }
 
@@ -496,6 +500,12 @@ impl RedisState {
         realm: Option<&str>,
     ) -> Result<Arc<RedisState>, String> {
         RedisState::start(url, StateFail::Open, timeout, journal_path, realm)
+    }
+
+    fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        if let Some(rt) = &self.rt {
+            rt.spawn(fut);
+        }
     }
 
     /// True while Redis answers.
@@ -586,7 +596,7 @@ impl RedisState {
         fut: impl Future<Output = T> + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.rt.spawn(async move {
+        self.spawn(async move {
             let _ = tx.send(fut.await);
         });
         rx.recv_timeout(self.timeout * 4 + Duration::from_secs(2))
@@ -653,7 +663,7 @@ impl RedisState {
     ) -> Result<Admission, StateError> {
         // The account goes first (its lock is checked), with its limits if it
         // has any.
-        let mut groups: Vec<(String, bool, &[super::ratelimit::Window], Subject)> = Vec::new();
+        let mut groups: Vec<Group<'_>> = Vec::new();
         if let Some(u) = user {
             let s = Subject::Account(u.to_string());
             let ws: &[_] = if subjects.contains(&s) {
@@ -670,7 +680,7 @@ impl RedisState {
         }
         let lock_json = serde_json::to_string(&Self::rate_lock(cfg, now_ms))
             .map_err(|e| self.redis_err(e.to_string()))?;
-        let invocation = |gs: &[(String, bool, &[super::ratelimit::Window], Subject)]| {
+        let invocation = |gs: &[Group<'_>]| {
             let mut inv = self.admit.prepare_invoke();
             inv.arg(1u64)
                 .arg(rcpts)
@@ -687,7 +697,7 @@ impl RedisState {
             inv
         };
         let cluster = matches!(self.target, Target::Cluster(_));
-        let batches: Vec<&[(String, bool, &[super::ratelimit::Window], Subject)]> = if cluster {
+        let batches: Vec<&[Group<'_>]> = if cluster {
             groups.chunks(1).collect()
         } else {
             vec![&groups[..]]
@@ -1191,6 +1201,12 @@ impl RedisState {
 impl Drop for RedisState {
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);
+        // The last reference may go on a runtime thread (a connection's task, or
+        // one of this runtime's own futures), where dropping a runtime would
+        // block and panics: let its threads end by themselves.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
