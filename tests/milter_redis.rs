@@ -167,6 +167,23 @@ fn two_hosts_share_locks_and_limits_and_survive_redis_going_away() {
         }
     }
     assert_eq!((through, limited), (10, 20));
+    // Noted for `chaff accounts list`, off the answer's path.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.cli(&["ZRANGE", "chaff:limited", "0", "-1"]) != "carol" {
+        assert!(Instant::now() < deadline, "carol not noted as limited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let usage = a
+        .service()
+        .locks()
+        .unwrap()
+        .usage(
+            &a.service().current().settings.ratelimit,
+            None,
+            &chaff_milter::state::ratelimit::Subject::Account("carol".into()),
+        )
+        .unwrap();
+    assert_eq!(usage[0].2, 10);
     let m = scrape(&a);
     assert!(
         metric(&m, "chaff_milter_rate_limited_total").unwrap() >= 10.0,
@@ -496,6 +513,43 @@ fn state_migrate_moves_locks_to_redis_and_back() {
     assert_eq!(redis.cli(&["SCARD", "chaff:locks"]), "2");
     // Again: nothing new.
     assert!(chaff(&["migrate", "--to", &redis.url()]).contains("0 of 2"));
+    // `chaff accounts` on the Redis backend.
+    let shared = f.dir.path().join("shared.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[state]\n",
+        &format!(
+            "[ratelimit]\naccount = [{{ window = \"1m\", messages = 5 }}]\n\n[state]\nbackend = {:?}\n",
+            redis.url()
+        ),
+    );
+    std::fs::write(&shared, text).unwrap();
+    let accounts = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_chaff"))
+            .arg("accounts")
+            .arg("--config")
+            .arg(&shared)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let (code, out) = accounts(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("mallory") && out.contains("spam run"), "{out}");
+    assert!(out.contains("0/5 messages per 60 s"), "{out}");
+    assert_eq!(accounts(&["unlock", "Oscar"]).0, Some(0));
+    assert_eq!(accounts(&["unlock", "oscar"]).0, Some(1));
+    assert_eq!(accounts(&["lock", "oscar"]).0, Some(0));
+    let (code, out) = accounts(&["limits", "oscar"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("account oscar  0/5 messages per 60 s"),
+        "{out}"
+    );
+    assert_eq!(accounts(&["limits", "oscar", "--reset"]).0, Some(0));
     // And back, into a fresh store.
     std::fs::remove_file(&f.config.accounts.db).unwrap();
     let out = chaff(&["migrate", "--to", "embedded", "--from", &redis.url()]);

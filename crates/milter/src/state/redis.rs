@@ -12,6 +12,7 @@
 //! | `chaff:{a:USER}:over` | recent rate refusals (list) | `lock_after` entries, TTL `lock_window` |
 //! | `chaff:{K:SUBJECT}:r:W:M:I` | rate counter of window `W` ms, measure `M`, window number `I` | TTL 2 W |
 //! | `chaff:locks` | set of locked accounts (for the list) | one member per locked account |
+//! | `chaff:limited` | accounts refused by a rate limit (sorted by time) | 1,000 members, TTL 1 day |
 //!
 //! The `{…}` hash tag puts every key of one subject in one Redis Cluster slot, so
 //! one script can read and change them atomically. On the path that answers the
@@ -51,6 +52,11 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// The set of locked accounts.
 const LOCK_INDEX: &str = "chaff:locks";
+/// Accounts refused by a rate limit recently (sorted set, score the time in ms),
+/// for `chaff accounts list`: the newest [`MAX_LIMITED`], kept a day.
+const LIMITED: &str = "chaff:limited";
+/// Most accounts [`LIMITED`] keeps.
+pub const MAX_LIMITED: usize = 1000;
 /// Most accounts whose rejects are counted in memory while Redis is away.
 const MAX_MEMORY_USERS: usize = 100_000;
 
@@ -773,12 +779,49 @@ impl RedisState {
                     } else {
                         None
                     };
+                    if let Subject::Account(u) = &ex.subject {
+                        self.note_limited(u.clone(), now_ms);
+                    }
                     return Ok(Admission::Limited(ex, lock));
                 }
                 other => return Err(self.redis_err(format!("bad script answer {other}"))),
             }
         }
         Ok(Admission::Go)
+    }
+
+    /// Adds `user` to the recently limited accounts, off the answer's path (on
+    /// this backend's runtime; a failure only loses the note).
+    fn note_limited(&self, user: String, now_ms: u64) {
+        let Some(mut conn) = guard(&self.conn).clone() else {
+            return;
+        };
+        let timeout = self.timeout;
+        self.spawn(async move {
+            let mut p = redis::pipe();
+            p.cmd("ZADD").arg(LIMITED).arg(now_ms).arg(user).ignore();
+            p.cmd("ZREMRANGEBYRANK")
+                .arg(LIMITED)
+                .arg(0)
+                .arg(-(MAX_LIMITED as i64) - 1)
+                .ignore();
+            p.cmd("PEXPIRE").arg(LIMITED).arg(86_400_000u64).ignore();
+            let _ = tokio::time::timeout(timeout, p.query_async::<()>(&mut conn)).await;
+        });
+    }
+
+    /// The accounts refused by a rate limit within the last day, newest first
+    /// (at most [`MAX_LIMITED`]).
+    pub async fn limited(&self) -> Result<Vec<String>, StateError> {
+        self.call(|mut c| async move {
+            redis::cmd("ZREVRANGE")
+                .arg(LIMITED)
+                .arg(0)
+                .arg(MAX_LIMITED - 1)
+                .query_async(&mut c)
+                .await
+        })
+        .await
     }
 
     /// [`Self::admit`] while Redis is away.
