@@ -562,3 +562,40 @@ fn state_migrate_moves_locks_to_redis_and_back() {
         (1_000, "spam run")
     );
 }
+
+#[test]
+fn changes_journalled_while_redis_is_away_survive_a_restart() {
+    if missing_redis() {
+        return;
+    }
+    let f = fixture();
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    // Redis not there at start: the service starts on its own memory.
+    let a = service(&f, "a", &url, |_| {});
+    let shared = a.service().shared().unwrap();
+    assert!(!shared.is_up());
+    assert_eq!(send(a.addr(), Some("kim"), HAM).0, "deliver");
+    assert!(
+        a.service()
+            .locks()
+            .unwrap()
+            .lock("kim", 5, "while away")
+            .unwrap()
+    );
+    assert_eq!(send(a.addr(), Some("kim"), HAM).0, "reject");
+    assert_eq!(shared.journal_len(), 1);
+    a.shutdown();
+    // Redis comes; the restarted service writes the journal back at start.
+    let redis = Redis::start(f.dir.path(), port);
+    let a = service(&f, "a", &url, |_| {});
+    assert!(a.service().shared().unwrap().is_up());
+    assert_eq!(a.service().shared().unwrap().journal_len(), 0);
+    assert!(
+        redis
+            .cli(&["GET", "chaff:{a:kim}:lock"])
+            .contains("while away")
+    );
+    assert_eq!(send(a.addr(), Some("kim"), HAM).0, "reject");
+    a.shutdown();
+}
