@@ -40,6 +40,11 @@
 //! nobody.test`), to measure what stored policies cost a message (they must not
 //! change a verdict). The time keeping takes (compressing, then the group commit) is read
 //! from the log's `store_us` and printed as p50/p99, also for the 50 KB messages.
+//! `CHAFF_LOAD_ACCOUNTS=N` sends every message as SMTP-authenticated, from N
+//! accounts in turn (account locking off, so answers stay comparable), so every
+//! message consults the state backend; `CHAFF_LOAD_STATE` holds extra lines for
+//! `[state]`, e.g. `backend = "redis://127.0.0.1:6379/"`, and rate limits go in
+//! `CHAFF_LOAD_CONFIG` (`[ratelimit]\naccount = [{ window = "1h", messages = 100000 }]`).
 
 use chaff::{Action, Config, Engine, Envelope};
 use chaff_milter::client::{self, Answer, CHUNK, Client};
@@ -124,11 +129,16 @@ struct Sent {
 /// RCPT, DATA, headers, end of headers, body chunks, end of message, then ABORT (the
 /// end of the transaction). chaff asks for no answer before end of message, so
 /// Postfix streams all of it and waits once.
-fn prepare(raw: &[u8], qid: &str) -> Vec<u8> {
+fn prepare(raw: &[u8], qid: &str, user: Option<&str>) -> Vec<u8> {
     let mut wire = Vec::with_capacity(raw.len() + 512);
+    let mut pairs: Vec<(&[u8], &[u8])> = vec![(b"i", qid.as_bytes())];
+    if let Some(u) = user {
+        pairs.push((b"{auth_type}", b"PLAIN"));
+        pairs.push((b"{auth_authen}", u.as_bytes()));
+    }
     Packet::Macro {
         stage: cmd::MAIL,
-        pairs: vec![(b"i", qid.as_bytes())],
+        pairs,
     }
     .encode(&mut wire);
     Packet::Mail(vec![b"<sender@example.com>"]).encode(&mut wire);
@@ -199,6 +209,7 @@ async fn exchange_async(
 
 fn main() {
     let n = env_or("CHAFF_LOAD_MESSAGES", 20_000);
+    let accounts = env_or("CHAFF_LOAD_ACCOUNTS", 0);
     let rounds = env_or("CHAFF_LOAD_ROUNDS", 5).max(1);
     let conns = env_or("CHAFF_LOAD_CONNECTIONS", 64);
     let corpus = std::env::var("CHAFF_CORPUS").map_or_else(
@@ -265,9 +276,11 @@ fn main() {
     std::fs::write(
         &config_path,
         format!(
-            "[accounts]\ndb = {:?}\n[state]\npath = {:?}\n[milter]\n{}\n{}\n",
+            "[accounts]\ndb = {:?}\n{}[state]\npath = {:?}\n{}\n[milter]\n{}\n{}\n",
             dir.path().join("accounts.redb").display().to_string(),
+            if accounts > 0 { "lock_after = 0\n" } else { "" },
             dir.path().join("state.redb").display().to_string(),
+            std::env::var("CHAFF_LOAD_STATE").unwrap_or_default(),
             std::env::var("CHAFF_LOAD_MILTER").unwrap_or_default(),
             std::env::var("CHAFF_LOAD_CONFIG").unwrap_or_default()
         ),
@@ -305,7 +318,10 @@ fn main() {
     let prepared: Vec<Vec<u8>> = messages
         .iter()
         .enumerate()
-        .map(|(i, m)| prepare(m, &format!("L{i:06}")))
+        .map(|(i, m)| {
+            let user = (accounts > 0).then(|| format!("load{}", i % accounts));
+            prepare(m, &format!("L{i:06}"), user.as_deref())
+        })
         .collect();
 
     // `chaff score --jobs 2` on the same messages, as files. Both it and the service

@@ -1130,3 +1130,46 @@ fn a_release_goes_to_the_relay_once_and_a_failed_one_leaves_the_entry_held() {
     drop(sink);
     svc.stop();
 }
+
+#[test]
+fn rate_counters_are_shown_and_reset_through_the_api() {
+    let (f, config, t) = setup(
+        QuarantineMode::Hold,
+        "\n[ratelimit]\nclient = [{ window = \"1h\", messages = 2 }]\n",
+    );
+    let svc = Service::start(f.dir.path(), &config);
+    for i in 0..2 {
+        let a = svc.send(
+            "a@example.com",
+            &["you@example.org"],
+            &format!("QR{i}"),
+            HAM,
+        );
+        assert_eq!(a.action(), "deliver");
+    }
+    let a = svc.send("a@example.com", &["you@example.org"], "QR2", HAM);
+    assert_eq!(a.action(), "tempfail");
+    let v = svc.json("/api/ratelimit/client/192.0.2.10", &t.read);
+    assert_eq!(
+        v,
+        json!({"kind": "client", "name": "192.0.2.10", "limits": [
+            {"window_secs": 3600, "measure": "messages", "used": 2, "limit": 2}
+        ]}),
+        "{v}"
+    );
+    assert_eq!(
+        svc.get("/api/ratelimit/nonsense/x", Some(&t.read)).status,
+        400
+    );
+    assert_eq!(
+        svc.post("/api/ratelimit/client/192.0.2.10/reset", Some(&t.read), "")
+            .status,
+        403
+    );
+    let r = svc.post("/api/ratelimit/client/192.0.2.10/reset", Some(&t.admin), "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["reset"], true);
+    let a = svc.send("a@example.com", &["you@example.org"], "QR3", HAM);
+    assert_eq!(a.action(), "deliver");
+    svc.stop();
+}

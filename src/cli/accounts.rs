@@ -219,6 +219,49 @@ fn run_shared(action: AccountsAction, settings: &ServiceConfig) -> Result<ExitCo
             if rows.is_empty() && matches!(format, Format::Text) {
                 println!("no locked accounts ({})", redis.target());
             }
+            // Use against the limits: locked accounts and those refused by a
+            // limit within the last day.
+            let cfg = &settings.ratelimit;
+            if !cfg.account.is_empty() {
+                let me = std::sync::Arc::clone(&redis);
+                let mut users: Vec<String> = redis
+                    .block(async move { me.limited().await })
+                    .ok_or("Redis did not answer in time")??;
+                for (u, _) in &rows {
+                    if !users.contains(u) {
+                        users.push(u.clone());
+                    }
+                }
+                if matches!(format, Format::Text) && !users.is_empty() {
+                    println!("\nsending rate (locked, or limited within the last day):");
+                }
+                for user in users {
+                    let usage = locks.usage(cfg, None, &Subject::Account(user.clone()))?;
+                    match format {
+                        Format::Json => println!(
+                            "{}",
+                            serde_json::json!({
+                                "user": user,
+                                "rate": usage.iter().map(|(w, m, used, limit)| serde_json::json!({
+                                    "window_secs": w.as_secs(),
+                                    "measure": m.as_str(),
+                                    "used": used,
+                                    "limit": limit,
+                                })).collect::<Vec<_>>(),
+                            })
+                        ),
+                        Format::Text => {
+                            let parts: Vec<String> = usage
+                                .iter()
+                                .map(|(w, m, used, limit)| {
+                                    format!("{used}/{limit} {} per {} s", m.as_str(), w.as_secs())
+                                })
+                                .collect();
+                            println!("{user}  {}", parts.join(", "));
+                        }
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         AccountsAction::Unlock { user } => {

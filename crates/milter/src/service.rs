@@ -510,6 +510,14 @@ impl Service {
                 "quarantine.release_key changed: it takes effect after a restart"
             );
         }
+        if generation.settings.state.backend != old.settings.state.backend
+            || generation.settings.state.fail != old.settings.state.fail
+            || generation.settings.state.timeout_ms != old.settings.state.timeout_ms
+        {
+            warn!(
+                "state.backend, state.fail or state.timeout_ms changed: they take effect after a restart"
+            );
+        }
         if generation.settings.accounts.db != old.settings.accounts.db {
             warn!(
                 old = %old.settings.accounts.db.display(),

@@ -8,8 +8,9 @@
 //!   host using the same Redis, with a journal of lock changes made while Redis
 //!   was away ([`journal`]).
 //!
-//! The service asks [`Backend::admit`] before scanning a message (the account's
-//! lock and the rate limits) and tells it the rejects after.
+//! The service checks a message before scanning it (`Service::admit`: with Redis
+//! the account's lock and the rate limits, [`redis::RedisState::admit`]; with the
+//! embedded backend the limits) and counts its reject after.
 
 pub mod journal;
 pub mod ratelimit;

@@ -12,6 +12,7 @@
 //! | `chaff:{a:USER}:over` | recent rate refusals (list) | `lock_after` entries, TTL `lock_window` |
 //! | `chaff:{K:SUBJECT}:r:W:M:I` | rate counter of window `W` ms, measure `M`, window number `I` | TTL 2 W |
 //! | `chaff:locks` | set of locked accounts (for the list) | one member per locked account |
+//! | `chaff:limited` | accounts refused by a rate limit (sorted by time) | 1,000 members, TTL 1 day |
 //!
 //! The `{…}` hash tag puts every key of one subject in one Redis Cluster slot, so
 //! one script can read and change them atomically. On the path that answers the
@@ -51,6 +52,11 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// The set of locked accounts.
 const LOCK_INDEX: &str = "chaff:locks";
+/// Accounts refused by a rate limit recently (sorted set, score the time in ms),
+/// for `chaff accounts list`: the newest [`MAX_LIMITED`], kept a day.
+const LIMITED: &str = "chaff:limited";
+/// Most accounts [`LIMITED`] keeps.
+pub const MAX_LIMITED: usize = 1000;
 /// Most accounts whose rejects are counted in memory while Redis is away.
 const MAX_MEMORY_USERS: usize = 100_000;
 
@@ -154,6 +160,10 @@ redis.call('SET', base .. ':changed', ARGV[2], 'PX', 2592000000)
 redis.call('DEL', base .. ':rej', base .. ':over')
 return 1 - had
 ";
+
+/// One subject of a message as the admission script sees it: its key base,
+/// whether it is the account (its lock is checked), its windows, and itself.
+type Group<'a> = (String, bool, &'a [super::ratelimit::Window], Subject);
 
 /// A connection to one Redis or to a cluster.
 #[derive(Clone)]
@@ -303,8 +313,8 @@ struct Memory {
 pub struct RedisState {
     target: Target,
     /// Runs the connection's tasks and the health task; callers on other
-    /// runtimes await its futures through channels.
-    rt: tokio::runtime::Runtime,
+    /// runtimes await its futures through channels. `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
     conn: Arc<Mutex<Option<Conn>>>,
     up: Arc<AtomicBool>,
     fail: StateFail,
@@ -452,7 +462,7 @@ impl RedisState {
         let up = first.is_some();
         let state = Arc::new(RedisState {
             target,
-            rt,
+            rt: Some(rt),
             conn: Arc::new(Mutex::new(first)),
             up: Arc::new(AtomicBool::new(up)),
             fail,
@@ -483,7 +493,7 @@ impl RedisState {
             );
         }
         let weak = Arc::downgrade(&state);
-        state.rt.spawn(health_task(weak));
+        state.spawn(health_task(weak));
         Ok(state)
     }
 
@@ -496,6 +506,12 @@ impl RedisState {
         realm: Option<&str>,
     ) -> Result<Arc<RedisState>, String> {
         RedisState::start(url, StateFail::Open, timeout, journal_path, realm)
+    }
+
+    fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        if let Some(rt) = &self.rt {
+            rt.spawn(fut);
+        }
     }
 
     /// True while Redis answers.
@@ -586,7 +602,7 @@ impl RedisState {
         fut: impl Future<Output = T> + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.rt.spawn(async move {
+        self.spawn(async move {
             let _ = tx.send(fut.await);
         });
         rx.recv_timeout(self.timeout * 4 + Duration::from_secs(2))
@@ -653,7 +669,7 @@ impl RedisState {
     ) -> Result<Admission, StateError> {
         // The account goes first (its lock is checked), with its limits if it
         // has any.
-        let mut groups: Vec<(String, bool, &[super::ratelimit::Window], Subject)> = Vec::new();
+        let mut groups: Vec<Group<'_>> = Vec::new();
         if let Some(u) = user {
             let s = Subject::Account(u.to_string());
             let ws: &[_] = if subjects.contains(&s) {
@@ -670,7 +686,7 @@ impl RedisState {
         }
         let lock_json = serde_json::to_string(&Self::rate_lock(cfg, now_ms))
             .map_err(|e| self.redis_err(e.to_string()))?;
-        let invocation = |gs: &[(String, bool, &[super::ratelimit::Window], Subject)]| {
+        let invocation = |gs: &[Group<'_>]| {
             let mut inv = self.admit.prepare_invoke();
             inv.arg(1u64)
                 .arg(rcpts)
@@ -687,7 +703,7 @@ impl RedisState {
             inv
         };
         let cluster = matches!(self.target, Target::Cluster(_));
-        let batches: Vec<&[(String, bool, &[super::ratelimit::Window], Subject)]> = if cluster {
+        let batches: Vec<&[Group<'_>]> = if cluster {
             groups.chunks(1).collect()
         } else {
             vec![&groups[..]]
@@ -763,12 +779,49 @@ impl RedisState {
                     } else {
                         None
                     };
+                    if let Subject::Account(u) = &ex.subject {
+                        self.note_limited(u.clone(), now_ms);
+                    }
                     return Ok(Admission::Limited(ex, lock));
                 }
                 other => return Err(self.redis_err(format!("bad script answer {other}"))),
             }
         }
         Ok(Admission::Go)
+    }
+
+    /// Adds `user` to the recently limited accounts, off the answer's path (on
+    /// this backend's runtime; a failure only loses the note).
+    fn note_limited(&self, user: String, now_ms: u64) {
+        let Some(mut conn) = guard(&self.conn).clone() else {
+            return;
+        };
+        let timeout = self.timeout;
+        self.spawn(async move {
+            let mut p = redis::pipe();
+            p.cmd("ZADD").arg(LIMITED).arg(now_ms).arg(user).ignore();
+            p.cmd("ZREMRANGEBYRANK")
+                .arg(LIMITED)
+                .arg(0)
+                .arg(-(MAX_LIMITED as i64) - 1)
+                .ignore();
+            p.cmd("PEXPIRE").arg(LIMITED).arg(86_400_000u64).ignore();
+            let _ = tokio::time::timeout(timeout, p.query_async::<()>(&mut conn)).await;
+        });
+    }
+
+    /// The accounts refused by a rate limit within the last day, newest first
+    /// (at most [`MAX_LIMITED`]).
+    pub async fn limited(&self) -> Result<Vec<String>, StateError> {
+        self.call(|mut c| async move {
+            redis::cmd("ZREVRANGE")
+                .arg(LIMITED)
+                .arg(0)
+                .arg(MAX_LIMITED - 1)
+                .query_async(&mut c)
+                .await
+        })
+        .await
     }
 
     /// [`Self::admit`] while Redis is away.
@@ -1191,6 +1244,12 @@ impl RedisState {
 impl Drop for RedisState {
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);
+        // The last reference may go on a runtime thread (a connection's task, or
+        // one of this runtime's own futures), where dropping a runtime would
+        // block and panics: let its threads end by themselves.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
