@@ -45,6 +45,11 @@
 //! message consults the state backend; `CHAFF_LOAD_STATE` holds extra lines for
 //! `[state]`, e.g. `backend = "redis://127.0.0.1:6379/"`, and rate limits go in
 //! `CHAFF_LOAD_CONFIG` (`[ratelimit]\naccount = [{ window = "1h", messages = 100000 }]`).
+//! `CHAFF_LOAD_POLL_DASHBOARD=1` also starts the service's HTTP listener with a
+//! console user and has a client load the console's dashboard (`GET /`, signed
+//! in) once a second while the messages are sent, as an operator's browser
+//! would (issue 11: throughput and p99 within 5 % of a run without it); the
+//! dashboard's answer times are printed.
 
 use chaff::{Action, Config, Engine, Envelope};
 use chaff_milter::client::{self, Answer, CHUNK, Client};
@@ -518,6 +523,87 @@ struct Run {
     peak_rss: f64,
 }
 
+/// A client loading the console's dashboard once a second
+/// (`CHAFF_LOAD_POLL_DASHBOARD=1`).
+struct DashboardPoll {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DashboardPoll {
+    const PASSWORD: &str = "load benchmark password";
+
+    /// A copy of `config` with a users file of one admin, and the HTTP port.
+    fn config(config: &Path, dir: &Path) -> (PathBuf, u16) {
+        use chaff_milter::users::{Role, UserEntry, UsersFile, hash_password};
+        let users = dir.join("poll-users.toml");
+        let mut f = UsersFile::default();
+        f.add(
+            "admin",
+            UserEntry {
+                role: Role::Admin,
+                password: Some(hash_password(Self::PASSWORD).expect("hash")),
+                token: None,
+            },
+        )
+        .expect("user");
+        f.save(&users).expect("users file");
+        let text = std::fs::read_to_string(config).expect("config");
+        let path = dir.join("chaff-poll.toml");
+        let users_table = format!("\n[users]\nfile = {:?}\n", users.display().to_string());
+        std::fs::write(&path, format!("{text}{users_table}")).expect("config copy");
+        (path, free_port())
+    }
+
+    fn request(port: u16, req: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("http");
+        s.write_all(req.as_bytes()).expect("request");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Signs in and loads `/` every second until stopped: the answer times, ms.
+    fn start(&self) -> std::thread::JoinHandle<Vec<f64>> {
+        let (port, stop) = (self.port, std::sync::Arc::clone(&self.stop));
+        std::thread::spawn(move || {
+            let body = format!(
+                "csrf=t&name=admin&password={}",
+                Self::PASSWORD.replace(' ', "+")
+            );
+            let answer = Self::request(
+                port,
+                &format!(
+                    "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: chaff_login=t\r\n\
+                     Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+            );
+            let cookie = answer
+                .lines()
+                .find_map(|l| l.strip_prefix("set-cookie: chaff_session="))
+                .and_then(|v| v.split(';').next())
+                .map(|v| format!("chaff_session={v}"))
+                .expect("a console session");
+            let mut times = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let page = Self::request(
+                    port,
+                    &format!(
+                        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"
+                    ),
+                );
+                assert!(page.starts_with("HTTP/1.1 200"), "dashboard: {page}");
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            times
+        })
+    }
+}
+
 /// Starts the service, sends every prepared message over `conns` connections,
 /// stops it, and reads its metrics and log.
 fn milter_round(
@@ -532,15 +618,28 @@ fn milter_round(
     let metrics_port = free_port();
     let addr = format!("inet:127.0.0.1:{}", free_port());
     let log_path = dir.join("milter.log");
+    let poll = std::env::var("CHAFF_LOAD_POLL_DASHBOARD").is_ok_and(|v| v == "1");
+    let (config_path, poll) = if poll {
+        let (path, port) = DashboardPoll::config(config_path, dir);
+        let stop = std::sync::Arc::default();
+        (path, Some(DashboardPoll { port, stop }))
+    } else {
+        (config_path.to_path_buf(), None)
+    };
+    let mut command = Command::new(exe);
+    command
+        .arg("milter")
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--listen")
+        .arg(&addr)
+        .arg("--metrics")
+        .arg(format!("127.0.0.1:{metrics_port}"));
+    if let Some(p) = &poll {
+        command.arg("--http").arg(format!("127.0.0.1:{}", p.port));
+    }
     let mut child = KillOnDrop(
-        Command::new(exe)
-            .arg("milter")
-            .arg("--config")
-            .arg(config_path)
-            .arg("--listen")
-            .arg(&addr)
-            .arg("--metrics")
-            .arg(format!("127.0.0.1:{metrics_port}"))
+        command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
@@ -596,6 +695,13 @@ fn milter_round(
     };
     let take = || Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&i| i < n);
     let threads = std::env::var("CHAFF_LOAD_CLIENT").is_ok_and(|v| v == "threads");
+    if let Some(p) = &poll {
+        while std::net::TcpStream::connect(("127.0.0.1", p.port)).is_err() {
+            assert!(Instant::now() < deadline, "the HTTP listener did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let poller = poll.as_ref().map(DashboardPoll::start);
     let server_cpu0 = cpu_seconds(&server_pid);
     let client_cpu0 = cpu_seconds("self");
     let t = Instant::now();
@@ -646,6 +752,19 @@ fn milter_round(
         });
     }
     let elapsed = t.elapsed();
+    if let (Some(p), Some(h)) = (&poll, poller) {
+        p.stop.store(true, Ordering::Relaxed);
+        let mut times = h.join().expect("dashboard poller");
+        times.sort_by(f64::total_cmp);
+        if !times.is_empty() {
+            println!(
+                "  dashboard loaded {} times during the round: p50 {:.1} ms, max {:.1} ms",
+                times.len(),
+                percentile(&times, 0.5),
+                times[times.len() - 1]
+            );
+        }
+    }
     let server_cpu = cpu_seconds(&server_pid) - server_cpu0;
     let client_cpu = cpu_seconds("self") - client_cpu0;
     let (peak_rss, _) = memory(child.0.id());

@@ -222,7 +222,7 @@ fn main() {
             ),
         ),
         (
-            "report list, subject matching nothing (reads every summary)",
+            "report list, subject matching nothing (stops after 20,000 summaries)",
             "/reports?subject=no+such+subject".to_string(),
         ),
         ("report preview", format!("/reports/{first_id}")),

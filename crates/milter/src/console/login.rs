@@ -180,6 +180,7 @@ pub async fn submit(
                 Some(secs) if e.status == StatusCode::TOO_MANY_REQUESTS => {
                     lang.t("login.wait").replace("{secs}", &secs.to_string())
                 }
+                _ if state.users_file.is_none() => lang.t("login.no_users").to_string(),
                 _ if e.status == StatusCode::UNAUTHORIZED => lang.t("login.wrong").to_string(),
                 _ => e.message.clone(),
             };

@@ -103,6 +103,10 @@ pub const STRINGS: &[(&str, &str)] = &[
         "Sign in with a user of the service's users file (chaff users add).",
     ),
     ("login.name", "User name"),
+    (
+        "login.no_users",
+        "No users are configured: set [users] file and add one with chaff users add NAME --role admin.",
+    ),
     ("login.password", "Password"),
     ("login.submit", "Sign in"),
     ("login.title", "Sign in"),

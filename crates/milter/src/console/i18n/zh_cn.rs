@@ -85,6 +85,10 @@ pub const STRINGS: &[(&str, &str)] = &[
         "使用服务用户文件中的用户登录（chaff users add）。",
     ),
     ("login.name", "用户名"),
+    (
+        "login.no_users",
+        "没有配置用户：请设置 [users] file，并用 chaff users add NAME --role admin 添加用户。",
+    ),
     ("login.password", "密码"),
     ("login.submit", "登录"),
     ("login.title", "登录"),
