@@ -103,3 +103,47 @@ fn state_and_quarantine_tables_are_checked() {
         assert!(err.contains(field), "{text}: {err}");
     }
 }
+
+#[test]
+fn the_policy_table_is_checked() {
+    let out = check(
+        "[policy]\nsender_mismatch = \"points\"\nmismatch_points = 4.5\n\
+         default_domain = \"example.com\"\nmismatch_exempt = [\"lists\"]\nrefresh_ms = 500\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    // On, without a domain for bare logins: valid, with a warning on its line.
+    let out = check("[policy]\nsender_mismatch = \"reject\"\n");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("chaff.toml:2: field `policy.sender_mismatch`")
+            && err.contains("default_domain"),
+        "{err}"
+    );
+    for (text, field) in [
+        ("[policy]\nsender_mismatch = \"maybe\"\n", "chaff.toml:2"),
+        (
+            "[policy]\nrefresh_ms = 5\n",
+            "chaff.toml:2: field `policy.refresh_ms`",
+        ),
+        (
+            "[policy]\n\nmismatch_reply = \"250 fine\"\n",
+            "chaff.toml:3: field `policy.mismatch_reply`",
+        ),
+        (
+            "[policy]\ndefault_domain = \"a b\"\n",
+            "chaff.toml:2: field `policy.default_domain`",
+        ),
+        ("[policy]\nthreshold = 3\n", "chaff.toml:2"),
+    ] {
+        let out = check(text);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(err.contains(field), "{text}: {err}");
+    }
+}

@@ -110,7 +110,8 @@ fn warnings(
         let f = ConfigFile::load(file)?;
         out.push(f.error(
             "policy.sender_mismatch",
-            "bare logins (without @domain) have no domain to match: set              `policy.default_domain` or `accounts.realm`, or they are not checked",
+            "bare logins (without @domain) have no domain to match: set `policy.default_domain` \
+             or `accounts.realm`, or they are not checked",
         ));
     }
     if config.allow_unverified {
