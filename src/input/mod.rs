@@ -122,7 +122,7 @@ pub fn read_path(path: &Path, limit: usize) -> io::Result<Input> {
             size: Some(meta.len()),
         });
     }
-    let len = meta.is_file().then(|| meta.len());
+    let len = meta.is_file().then_some(meta.len());
     read_bounded(Vec::new(), file, limit, len)
 }
 
