@@ -240,6 +240,7 @@ impl StateStore {
         before: Option<EntryId>,
         now: u64,
     ) -> Result<Page, StoreError> {
+        self.await_kept();
         let limit = limit.clamp(1, MAX_PAGE);
         let lo = filter
             .since
