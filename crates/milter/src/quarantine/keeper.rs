@@ -734,10 +734,13 @@ impl StateStore {
     }
 }
 
+/// What a log file held when it was taken.
+type LogRecords = Vec<(EntryId, NewEntry)>;
+
 /// Takes both files of the keep log beside `store`, with what they hold; `None`
 /// (entries are then committed to the store's file directly) when another
 /// process holds them or they cannot be used.
-fn take_logs(store: &StateStore) -> Option<([LogFile; 2], [Vec<(EntryId, NewEntry)>; 2])> {
+fn take_logs(store: &StateStore) -> Option<([LogFile; 2], [LogRecords; 2])> {
     let [a, b] = keep_log::log_paths(store.path());
     let take = |p: &std::path::Path| match LogFile::take(p) {
         Ok(l) => Some(l),
@@ -796,13 +799,12 @@ impl LogWriter {
             self.empty_moved_files(shared);
             let puts: Vec<(NewEntry, Waiter)> =
                 puts.into_iter().filter(|(_, w)| !w.is_closed()).collect();
-            if !puts.is_empty() {
-                if let Err(e) = self.write(store, shared, puts, &mut buf) {
-                    if logged_failure.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                        logged_failure = Some(Instant::now());
-                        error!(error = %e, "messages to keep refused (the MTA is told to try again later)");
-                    }
-                }
+            if !puts.is_empty()
+                && let Err(e) = self.write(store, shared, puts, &mut buf)
+                && logged_failure.is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+            {
+                logged_failure = Some(Instant::now());
+                error!(error = %e, "messages to keep refused (the MTA is told to try again later)");
             }
             if stop {
                 let mut q = lock(&shared.queue);
@@ -819,10 +821,11 @@ impl LogWriter {
     fn empty_moved_files(&mut self, shared: &Shared) {
         let moved = shared.moved_seq.load(Acquire);
         for i in 0..2 {
-            if self.logs[i].records_len() > 0 && moved >= self.last_seq[i] {
-                if let Err(e) = self.logs[i].clear() {
-                    warn!(log = %self.logs[i].path().display(), error = %e, "cannot empty the keep log");
-                }
+            if self.logs[i].records_len() > 0
+                && moved >= self.last_seq[i]
+                && let Err(e) = self.logs[i].clear()
+            {
+                warn!(log = %self.logs[i].path().display(), error = %e, "cannot empty the keep log");
             }
         }
         let other = 1 - self.active;
