@@ -4,9 +4,9 @@
 //! **Why.** A commit to the redb file in multi-writer mode (which the
 //! `chaff quarantine` command's sharing of the file requires) costs two syncs,
 //! the allocator state's record and copies of every touched table's pages:
-//! `cargo bench -p chaff-milter --bench state_write` measured 0.6 ms of CPU for
-//! a commit of one 2.5 KB message, and about 0.09 ms more for each further
-//! message in the same commit, against 0.1–0.2 ms for an append and one
+//! `cargo bench -p chaff-milter --bench state_write` measured 0.4–0.7 ms of CPU
+//! for a commit of one 2.5 KB message, and 35–42 µs more for each further
+//! message in a commit of 64, against 0.07–0.13 ms for an append and one
 //! `fdatasync` here. Under `cargo bench --bench milter_load` (about 2,700 kept
 //! messages a second) commits of 1–3 messages took most of a core and put the
 //! time to keep a message at p50 5.4 ms, p99 13 ms. So the keeper appends each
