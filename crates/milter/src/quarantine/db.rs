@@ -352,6 +352,11 @@ impl Db {
         }
     }
 
+    /// Whether the file can be used now (reopening it when a reopen is due).
+    pub(super) fn usable(&self) -> Result<(), StoreError> {
+        self.database().map(|_| ())
+    }
+
     /// Tries to reopen a failed store now, whatever the backoff; true when usable.
     pub(super) fn try_recover(&self) -> bool {
         if self.healthy.load(Relaxed) {

@@ -402,7 +402,24 @@ impl NewEntry {
 
 /// Compresses a message for the store.
 pub fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    zstd::bulk::compress(raw, COMPRESSION_LEVEL)
+    // One compression context per thread, reused: making one per message cost
+    // 20 µs for a 3 KB message against 11.5 µs reused (`cargo bench -p
+    // chaff-milter --bench state_write`), at a context of about a megabyte per
+    // scanning thread.
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CONTEXT.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return zstd::bulk::compress(raw, COMPRESSION_LEVEL);
+        };
+        let ctx = match slot.as_mut() {
+            Some(ctx) => ctx,
+            None => slot.insert(zstd::bulk::Compressor::new(COMPRESSION_LEVEL)?),
+        };
+        ctx.compress(raw)
+    })
 }
 
 /// Decompresses a stored message of `size` bytes (its recorded size bounds the

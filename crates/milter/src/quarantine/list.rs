@@ -280,6 +280,7 @@ impl StateStore {
         now: u64,
         max_examined: u64,
     ) -> Result<Page, StoreError> {
+        self.await_kept();
         let limit = limit.clamp(1, MAX_PAGE);
         let lo = filter
             .since

@@ -20,8 +20,11 @@
 //! - `history`: every scan's record and the counts per action per hour;
 //! - `senders`: the admin's allow and block entries, layered over `[senders]`;
 //! - `audit`: the admin action log;
-//! - `keeper`: the service's writer thread: group commit of kept messages (each
-//!   durable before the MTA is answered), history in batches, retention.
+//! - `keep_log`: the log a kept message is synced to before the MTA is answered,
+//!   ahead of the store's file;
+//! - `keeper`: the service's writer threads: group commit of kept messages to the
+//!   keep log (each durable before the MTA is answered), moving them into the
+//!   store in large transactions, history in batches, retention.
 //!
 //! Every write is one redb transaction, committed durably (fsync) before it
 //! returns: an entry is in the file whole (summary, detail, message and index
@@ -33,6 +36,7 @@ mod entry;
 mod history;
 mod id;
 mod index;
+mod keep_log;
 mod keeper;
 mod list;
 mod policies;
@@ -55,7 +59,7 @@ pub use id::{BadId, EntryId};
 pub use index::{address_keys, filter_key};
 pub use keeper::{
     HISTORY_FLUSH_INTERVAL, KeepError, Keeper, KeeperLimits, KeeperStats, MAX_PENDING_HISTORY,
-    RETENTION_INTERVAL,
+    MOVE_INTERVAL, RETENTION_INTERVAL,
 };
 pub use list::{DEFAULT_PAGE, Filter, MAX_PAGE, Page, StateFilter};
 pub use preview::{MAX_HEADER_BYTES, Mark, Preview, PreviewText, mark};
@@ -109,7 +113,13 @@ pub struct Totals {
 /// transaction.
 pub struct StateStore {
     db: Db,
+    /// Waits for this process's keeper to move what it has answered as kept
+    /// (set by [`Keeper::start`]).
+    settle: std::sync::OnceLock<Settle>,
 }
+
+/// See [`StateStore::settle`].
+type Settle = Box<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,9 +145,40 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
 /// Writes one new entry (summary, detail, message, indexes, totals) in `txn`;
 /// returns its id: the first free id at its time.
 pub(crate) fn insert_entry(txn: &WriteTransaction, e: &NewEntry) -> Result<EntryId, redb::Error> {
+    insert_entry_at(txn, e, EntryId::new(e.time_ms, salt()), false)?
+        .ok_or_else(|| redb::Error::Corrupted("unreachable: a new entry skipped".into()))
+}
+
+/// Writes an entry from the keep log under the id its MTA answer named, unless
+/// it is there already (a log moved into the store twice, after a crash):
+/// `None` then. An id taken by another entry (another process's, made in the
+/// same millisecond with the same 22 random bits) moves it to the next free id.
+pub(crate) fn insert_logged(
+    txn: &WriteTransaction,
+    e: &NewEntry,
+    id: EntryId,
+) -> Result<Option<EntryId>, redb::Error> {
+    insert_entry_at(txn, e, id, true)
+}
+
+fn insert_entry_at(
+    txn: &WriteTransaction,
+    e: &NewEntry,
+    first: EntryId,
+    skip_same: bool,
+) -> Result<Option<EntryId>, redb::Error> {
     let mut entries = txn.open_table(ENTRIES)?;
-    let mut id = EntryId::new(e.time_ms, salt());
-    while entries.get(id.as_u64())?.is_some() {
+    let mut id = first;
+    while let Some(there) = entries.get(id.as_u64())? {
+        let there: Summary = parse(there.value(), "entry")?;
+        if skip_same
+            && there.queue_id == e.envelope.queue_id
+            && there.size == e.size
+            && there.time == e.time_ms / 1000
+            && there.sender == e.envelope.sender
+        {
+            return Ok(None);
+        }
         id = id.next();
     }
     let summary = e.summary(id);
@@ -150,7 +191,7 @@ pub(crate) fn insert_entry(txn: &WriteTransaction, e: &NewEntry) -> Result<Entry
     let mut meta = txn.open_table(META)?;
     meta_add(&mut meta, META_BYTES, e.compressed.len() as i64)?;
     meta_add(&mut meta, META_ENTRIES, 1)?;
-    Ok(id)
+    Ok(Some(id))
 }
 
 /// Reads a summary in `txn`.
@@ -166,9 +207,101 @@ pub(crate) fn summary_in(
 impl StateStore {
     /// Opens the store at `path`, creating it (and its directory) if needed.
     pub fn open(path: &Path) -> Result<StateStore, StoreError> {
-        Ok(StateStore {
+        let store = StateStore {
             db: Db::open(path)?,
-        })
+            settle: std::sync::OnceLock::new(),
+        };
+        store.move_unowned_keep_logs();
+        Ok(store)
+    }
+
+    /// Moves into the store what the keep logs beside it hold and the store
+    /// lacks: what a dead service left, or what a live one answered as kept and
+    /// has not moved yet (it moves at most [`MOVE_INTERVAL`] later), so that
+    /// every message an MTA was told was kept can be found by whoever opens the
+    /// store. Moving is idempotent; only the logs' owner empties them (here, when
+    /// no service holds them).
+    fn move_unowned_keep_logs(&self) {
+        for path in keep_log::log_paths(self.path()) {
+            if !path.exists() {
+                continue;
+            }
+            let (owned, records) = match keep_log::LogFile::take(&path) {
+                Ok((log, records)) => (Some(log), records),
+                Err(keep_log::TakeError::Held) => match keep_log::read(&path) {
+                    Ok(records) => (None, records),
+                    Err(e) => {
+                        tracing::debug!(log = %path.display(), error = %e, "keep log not read");
+                        continue;
+                    }
+                },
+                Err(keep_log::TakeError::Io(e)) => {
+                    tracing::debug!(log = %path.display(), error = %e, "keep log not read");
+                    continue;
+                }
+            };
+            if records.is_empty() {
+                continue;
+            }
+            match self.put_logged(&records) {
+                Ok(n) => {
+                    if n > 0 && owned.is_some() {
+                        tracing::warn!(
+                            log = %path.display(),
+                            moved = n,
+                            "kept messages left in the keep log moved into the store"
+                        );
+                    }
+                    if let Some(mut log) = owned
+                        && let Err(e) = log.clear()
+                    {
+                        tracing::warn!(log = %path.display(), error = %e, "cannot empty the keep log");
+                    }
+                }
+                Err(e) => tracing::error!(
+                    log = %path.display(),
+                    error = %e,
+                    "cannot move the keep log's messages into the store; they stay in the log"
+                ),
+            }
+        }
+    }
+
+    /// Makes the readers and state changes below wait, when this process's
+    /// keeper holds kept messages not yet moved into the file, until they are:
+    /// what the MTA was told was kept can be found (the first keeper started on
+    /// this store sets it).
+    pub(crate) fn on_settle(&self, f: Settle) {
+        let _ = self.settle.set(f);
+    }
+
+    /// See [`StateStore::on_settle`]; cheap when nothing waits.
+    pub(crate) fn await_kept(&self) {
+        if let Some(f) = self.settle.get() {
+            f();
+        }
+    }
+
+    /// Fails with [`StoreError::Unavailable`] while the file is failed and not yet
+    /// due to be reopened (tries to reopen it when due).
+    pub(crate) fn check_usable(&self) -> Result<(), StoreError> {
+        self.db.usable()
+    }
+
+    /// Writes entries from the keep log in one durable transaction, skipping
+    /// those already in the store; how many were written.
+    pub(crate) fn put_logged(&self, records: &[(EntryId, NewEntry)]) -> Result<usize, StoreError> {
+        self.db
+            .write(|txn| {
+                let mut n = 0;
+                for (id, e) in records {
+                    if insert_logged(txn, e, *id)?.is_some() {
+                        n += 1;
+                    }
+                }
+                Ok(Ok::<_, ()>(n))
+            })?
+            .map_err(|()| self.db.corrupt("unreachable"))
     }
 
     /// Opens the store at `path` only if it exists (the commands that read or
@@ -222,6 +355,7 @@ impl StateStore {
 
     /// The entry `id` (without its message), if there is one.
     pub fn get(&self, id: EntryId) -> Result<Option<Entry>, StoreError> {
+        self.await_kept();
         self.db.read(|txn| {
             let Some(summary) = summary_in(&txn.open_table(ENTRIES)?, id)? else {
                 return Ok(None);
@@ -237,6 +371,7 @@ impl StateStore {
     /// The message of entry `id`, decompressed: `None` if there is no such entry
     /// or its message was deleted.
     pub fn message(&self, id: EntryId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.await_kept();
         let found = self.db.read(|txn| {
             let Some(summary) = summary_in(&txn.open_table(ENTRIES)?, id)? else {
                 return Ok(None);

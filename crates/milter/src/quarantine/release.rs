@@ -142,6 +142,7 @@ impl StateStore {
         force: bool,
         now: u64,
     ) -> Result<ReleaseTicket, StateError> {
+        self.await_kept();
         let attempt = salt();
         self.db.write(|txn| {
             let mut s = match load(txn, id)? {
@@ -328,6 +329,7 @@ impl StateStore {
     /// retention drops it). Refused while a release is under way (not in doubt)
     /// and for an entry already deleted.
     pub fn delete(&self, id: EntryId, by: &str, now: u64) -> Result<Summary, StateError> {
+        self.await_kept();
         self.db.write(|txn| {
             let mut s = match load(txn, id)? {
                 Ok(s) => s,

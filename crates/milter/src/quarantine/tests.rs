@@ -927,3 +927,66 @@ fn a_store_reopens_after_drop_under_concurrent_readers_with_every_entry_whole() 
     assert_eq!(again.totals().unwrap().entries, batches * 4);
     assert!(again.verify().unwrap().is_empty());
 }
+
+#[test]
+fn what_a_dead_service_left_in_the_keep_log_is_moved_at_open_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    drop(StateStore::open(&path).unwrap());
+    let [a, _] = keep_log::log_paths(&path);
+    let (mut log, _) = keep_log::LogFile::take(&a).unwrap();
+    let e = entry(T0, "a@x.test", &["r@y.test"], 10.0, "s");
+    let id = EntryId::new(T0, 5);
+    let mut buf = Vec::new();
+    keep_log::encode(id, &e, &mut buf).unwrap();
+    log.append(&buf).unwrap();
+    // While a live service holds the log, an opener moves what the store lacks
+    // (under the id answered), and leaves the log to its owner.
+    let s = StateStore::open(&path).unwrap();
+    assert_eq!(s.get(id).unwrap().unwrap().summary.sender, "a@x.test");
+    drop(s);
+    assert!(std::fs::metadata(&a).unwrap().len() > keep_log::MAGIC.len() as u64);
+    drop(log);
+    // The service is gone: the next opener finds it moved, and empties the log.
+    let s = StateStore::open_existing(&path).unwrap();
+    assert_eq!(s.totals().unwrap().entries, 1);
+    assert_eq!(
+        std::fs::metadata(&a).unwrap().len(),
+        keep_log::MAGIC.len() as u64
+    );
+    // Moved a second time (the emptying lost in a crash): nothing changes.
+    assert_eq!(s.put_logged(&[(id, e)]).unwrap(), 0);
+    assert_eq!(s.totals().unwrap().entries, 1);
+    assert!(s.verify().unwrap().is_empty());
+}
+
+#[test]
+fn the_keeper_answers_from_the_log_and_moves_entries_into_the_store() {
+    let (_d, s) = store();
+    let s = Arc::new(s);
+    let keeper = Keeper::start(Arc::clone(&s), limits()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let id = rt
+        .block_on(keeper.keep(entry(T0, "a@x.test", &["r@y.test"], 10.0, "s")))
+        .unwrap();
+    // Durable when answered: in the log (read here as a restart would).
+    let [a, b] = keep_log::log_paths(s.path());
+    let logged: Vec<u8> = [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat();
+    assert!(logged.windows(8).any(|w| w == id.as_u64().to_le_bytes()));
+    // In the store within the move interval, or at once on a flush.
+    keeper.flush().unwrap();
+    assert!(s.get(id).unwrap().is_some());
+    assert_eq!(keeper.stats().kept, 1);
+    // A second keeper on the same store cannot take the log and commits directly.
+    let other = Keeper::start(Arc::clone(&s), limits()).unwrap();
+    let id2 = other
+        .keep_blocking(entry(T0 + 1, "b@x.test", &["r@y.test"], 10.0, "s"))
+        .unwrap();
+    assert!(s.get(id2).unwrap().is_some());
+    other.shutdown();
+    keeper.shutdown();
+    assert_eq!(s.totals().unwrap().entries, 2);
+    assert!(s.verify().unwrap().is_empty());
+}
