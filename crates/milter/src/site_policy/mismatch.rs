@@ -3,7 +3,8 @@
 //! them.
 //!
 //! An account's own domain is its login's (`alice@example.com`), or for a bare
-//! login (`alice`) `[policy] default_domain` (else `[accounts] realm`); with
+//! login (`alice`, or `alice@REALM` with `[accounts] realm`, the SASL realm)
+//! `[policy] default_domain` (else `[accounts] realm`); with
 //! neither, a bare login has no domain and is not checked. The sender matches
 //! when its domain is the account's (case-insensitive) or it matches one of the
 //! account's stored `aliases` (an address, a domain with its subdomains, or a

@@ -249,7 +249,9 @@ pub fn apply(
     let mismatch = (policy.mismatch != MismatchAction::Off
         && !policy.exempt.contains(&key)
         && !rule.is_some_and(|c| c.mismatch_exempt))
-    .then(|| mismatch::account_domain(login, policy.default_domain.as_deref()))
+    // `USER@REALM` with `[accounts] realm` is the bare `USER` (a Cyrus SASL
+    // realm is often not the mail domain).
+    .then(|| mismatch::account_domain(&key, policy.default_domain.as_deref()))
     .flatten()
     .and_then(|domain| {
         let aliases = rule.map_or(&[][..], |c| &c.aliases[..]);
@@ -451,6 +453,23 @@ mod tests {
         let (v, marks) = run(&exempt, &policy(MismatchAction::Reject), &bad);
         assert_eq!(v.action, Action::Deliver);
         assert!(marks.iter().all(|m| m.symbol != SENDER_MISMATCH));
+        // A SASL realm login is the bare login: default_domain applies.
+        let realm = PolicyConfig {
+            sender_mismatch: MismatchAction::Reject,
+            default_domain: Some("example.com".into()),
+            ..PolicyConfig::default()
+        }
+        .checked(Some("sasl.test"))
+        .unwrap();
+        let login = |sender: &str| env(Some("alice@sasl.test"), sender, &["x@y.test"]);
+        assert_eq!(
+            run(&empty, &realm, &login("alice@example.com")).0.action,
+            Action::Deliver
+        );
+        assert_eq!(
+            run(&empty, &realm, &login("alice@sasl.test")).0.action,
+            Action::Reject
+        );
         let alias = PolicySet::new(1, &[rule("account:alice", &[(Key::Aliases, "bank.test")])]);
         let (v, _) = run(&alias, &policy(MismatchAction::Reject), &bad);
         assert_eq!(v.action, Action::Deliver);
