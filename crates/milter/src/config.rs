@@ -80,6 +80,7 @@ impl ServiceConfig {
             users: UsersConfig,
             #[serde(default)]
             policy: PolicyConfig,
+            #[serde(default)]
             ratelimit: RateLimitConfig,
         }
         let t: Tables = file.read()?;
