@@ -34,7 +34,9 @@ fn entry_state(svc: &Service, token: &str, id: &str) -> String {
 
 #[test]
 fn sign_in_sessions_csrf_roles_and_pages() {
-    let (f, config, token) = setup("", |_| {});
+    // A scan history of one record: the messages behind a lock must come from
+    // the lock record, not from the history (which has dropped them).
+    let (f, config, token) = setup("", |f| f.config.state.history = 1);
     let svc = Service::start(f.dir.path(), &config);
     let a = svc.send("shop@example.com", &["you@example.org"], "QC1", MEDIUM);
     assert_eq!(
@@ -290,7 +292,8 @@ fn sign_in_sessions_csrf_roles_and_pages() {
     }
 
     // An account locked for sending spam: the rejected messages behind the
-    // lock, each with its queue id and a link to its kept entry.
+    // lock, each with its queue id and a link to its kept entry, kept in the
+    // lock record (the one-record history cannot hold all three).
     for q in ["QL1", "QL2", "QL3"] {
         let a = svc.send_as(
             "dave@example.org",
@@ -303,6 +306,13 @@ fn sign_in_sessions_csrf_roles_and_pages() {
     }
     let (_, v) = api(&svc, &token, "GET", "/api/accounts", None);
     assert_eq!(v["locked"][0]["user"], "dave", "{v}");
+    let msgs = v["locked"][0]["messages"].as_array().expect("messages");
+    let qids: Vec<&str> = msgs
+        .iter()
+        .map(|m| m["queue_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(qids, ["QL1", "QL2", "QL3"], "{v}");
+    assert!(msgs.iter().all(|m| m["entry"].is_string()), "{v}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let page = loop {
         let page = admin.get("/accounts").text();
@@ -326,6 +336,7 @@ fn sign_in_sessions_csrf_roles_and_pages() {
         .unwrap()
         .to_string();
     assert!(page.contains(&format!("/reports/{ql1}")), "{page}");
+    assert_eq!(msgs[0]["entry"], ql1.as_str(), "{v}");
 
     // Try a message: the verdict explained, hits marked, nothing kept.
     let r = admin.post_form("/try", &[("csrf", &csrf), ("message", SPAM)]);

@@ -211,7 +211,29 @@ fn two_hosts_share_locks_and_limits_and_survive_redis_going_away() {
 
     // Unlocked through the second host's admin view: the first lets him send.
     let locks = b.service().locks().unwrap();
-    assert_eq!(locks.list().unwrap().len(), 1);
+    let listed = locks.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    // The lock record keeps the three rejected messages that caused it.
+    let msgs = &listed[0].1.messages;
+    assert_eq!(msgs.len(), 3, "{listed:?}");
+    assert!(
+        msgs.iter()
+            .all(|m| m.queue_id.as_deref() == Some("QRED") && m.score.is_some_and(|s| s > 0.0)),
+        "{listed:?}"
+    );
+    // A reject list written by an older version (bare times) still counts, and
+    // its entries go into the lock as what is known of them.
+    let now = chaff_milter::accounts::now_secs().to_string();
+    for _ in 0..2 {
+        redis.cli(&["RPUSH", "chaff:{a:olga}:rej", &now]);
+    }
+    redis.cli(&["EXPIRE", "chaff:{a:olga}:rej", "600"]);
+    assert_eq!(send(a.addr(), Some("olga"), SPAM).0, "reject");
+    let olga = locks.lock_of("olga").unwrap().expect("olga locked");
+    assert_eq!(olga.messages.len(), 3, "{olga:?}");
+    assert_eq!(olga.messages[0].queue_id, None);
+    assert_eq!(olga.messages[2].queue_id.as_deref(), Some("QRED"));
+    assert!(locks.unlock("olga").unwrap());
     assert!(locks.unlock("Dave").unwrap());
     assert_eq!(send(a.addr(), Some("dave"), HAM).0, "deliver");
 

@@ -111,6 +111,7 @@ pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
                             "window_secs": r.window_secs,
                             "last_queue_id": r.last_queue_id,
                             "last_score": r.last_score,
+                            "messages": r.messages,
                         });
                         println!("{line}");
                     }
@@ -139,6 +140,7 @@ pub fn run(args: AccountsArgs) -> Result<ExitCode, CliError> {
                                 accounts::format_time(r.locked_at),
                                 r.reason
                             );
+                            print_messages(&r.messages);
                         }
                     }
                     if all {
@@ -207,13 +209,21 @@ fn run_shared(action: AccountsAction, settings: &ServiceConfig) -> Result<ExitCo
                             "locked_at": r.locked_at,
                             "locked_at_utc": accounts::format_time(r.locked_at),
                             "reason": r.reason,
+                            "rejects": r.rejects,
+                            "window_secs": r.window_secs,
+                            "last_queue_id": r.last_queue_id,
+                            "last_score": r.last_score,
+                            "messages": r.messages,
                         })
                     ),
-                    Format::Text => println!(
-                        "{user}  {}  {}",
-                        accounts::format_time(r.locked_at),
-                        r.reason
-                    ),
+                    Format::Text => {
+                        println!(
+                            "{user}  {}  {}",
+                            accounts::format_time(r.locked_at),
+                            r.reason
+                        );
+                        print_messages(&r.messages);
+                    }
                 }
             }
             if rows.is_empty() && matches!(format, Format::Text) {
@@ -337,5 +347,23 @@ fn run_shared(action: AccountsAction, settings: &ServiceConfig) -> Result<ExitCo
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Prints, under a lock, the rejected messages that caused it: when, the queue
+/// id, the score and the quarantine entry id (`chaff quarantine show ID`).
+fn print_messages(messages: &[accounts::LockEvidence]) {
+    for m in messages {
+        let mut line = format!("    rejected {}", accounts::format_time(m.at));
+        if let Some(q) = &m.queue_id {
+            line.push_str(&format!("  queue id {q}"));
+        }
+        if let Some(s) = m.score {
+            line.push_str(&format!("  score {s:.2}"));
+        }
+        if let Some(id) = m.entry {
+            line.push_str(&format!("  quarantine {id}"));
+        }
+        println!("{line}");
     }
 }

@@ -4,7 +4,16 @@
 //! An authenticated account whose mail is rejected `lock_after` times within
 //! `window_secs` is locked; every further message from it gets the reject reply until
 //! `chaff accounts unlock USER`. The record says when and why (the count, the window,
-//! the last message's queue id, score and hits).
+//! the last message's queue id, score and hits) and keeps the rejected messages
+//! that caused it ([`LockRecord::messages`]: each one's time, queue id, score and,
+//! when it was kept, its quarantine entry id), so an admin can open them however
+//! long ago the lock was made.
+//!
+//! Stored formats: locks are JSON (a record written before `messages` existed
+//! reads with none). Recent rejects live in the `rejects_v2` table as JSON lists
+//! of [`LockEvidence`]; a store written before (table `rejects`, bare
+//! little-endian `u64` times) is migrated once, in the write transaction that
+//! opens it: its times become evidence without ids and the old table is deleted.
 //!
 //! The store is a redb file opened in multi-writer mode, so the running service and
 //! the `chaff accounts` command share it without a control socket: an unlock
@@ -22,7 +31,7 @@
 
 use redb::{
     Builder, ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
+    TableDefinition, TableHandle,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -33,11 +42,19 @@ use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 use super::config::AccountsConfig;
+use super::quarantine::EntryId;
 
 /// Locked accounts: user → JSON [`LockRecord`].
 const LOCKS: TableDefinition<&str, &[u8]> = TableDefinition::new("locks");
-/// Recent rejects: user → little-endian `u64` UNIX times, oldest first.
-const REJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rejects");
+/// Recent rejects as first stored: user → little-endian `u64` UNIX times,
+/// oldest first. Read only to migrate it into [`REJECTS`], then deleted.
+const REJECTS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("rejects");
+/// Recent rejects: user → JSON list of [`LockEvidence`], oldest first (at most
+/// `lock_after` of them).
+const REJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rejects_v2");
+/// Most rejected messages a lock record keeps ([`LockRecord::messages`]): the
+/// newest of the window, when `lock_after` is larger than this.
+pub const MAX_LOCK_MESSAGES: usize = 100;
 
 /// Why and when an account was locked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +71,39 @@ pub struct LockRecord {
     pub last_queue_id: Option<String>,
     /// That message's score.
     pub last_score: Option<f64>,
+    /// The rejected messages of the window that caused the lock, oldest first (at
+    /// most [`MAX_LOCK_MESSAGES`]); empty for a lock made by hand, by a rate
+    /// limit, or stored before this field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<LockEvidence>,
+}
+
+/// One rejected message counted against an account: what identifies it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockEvidence {
+    /// When it was rejected, in seconds since the UNIX epoch.
+    pub at: u64,
+    /// The MTA's queue id, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_id: Option<String>,
+    /// Its score (None for a reject migrated from the old format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// Its quarantine entry, when it was kept (`[quarantine] keep_rejected`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<EntryId>,
+}
+
+impl LockEvidence {
+    /// A reject known only by its time (the old stored format).
+    pub fn at(at: u64) -> LockEvidence {
+        LockEvidence {
+            at,
+            queue_id: None,
+            score: None,
+            entry: None,
+        }
+    }
 }
 
 /// What is known about the rejected message being recorded.
@@ -65,6 +115,20 @@ pub struct Evidence {
     pub score: f64,
     /// Its strongest hits, as text.
     pub hits: String,
+    /// Its quarantine entry, when it was kept before being counted.
+    pub entry: Option<EntryId>,
+}
+
+impl Evidence {
+    /// What is stored of this message for a reject at `at`.
+    pub fn stored(&self, at: u64) -> LockEvidence {
+        LockEvidence {
+            at,
+            queue_id: self.queue_id.clone(),
+            score: Some(self.score),
+            entry: self.entry,
+        }
+    }
 }
 
 /// The lock store could not be used.
@@ -154,7 +218,7 @@ struct Health {
 #[derive(Default)]
 struct Memory {
     locks: HashMap<String, LockRecord>,
-    rejects: HashMap<String, Vec<u64>>,
+    rejects: HashMap<String, Vec<LockEvidence>>,
     pending: Vec<Pending>,
     pending_full_logged: bool,
 }
@@ -215,14 +279,22 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn decode_times(b: &[u8]) -> Vec<u64> {
+/// Reads the old format of a reject list (bare little-endian `u64` times).
+fn decode_times_v1(b: &[u8]) -> Vec<u64> {
     b.chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
         .collect()
 }
 
-fn encode_times(t: &[u64]) -> Vec<u8> {
-    t.iter().flat_map(|x| x.to_le_bytes()).collect()
+/// Reads a reject list; an unreadable one counts as empty (it only delays a
+/// lock, and is rewritten at the account's next reject).
+fn decode_rejects(b: &[u8]) -> Vec<LockEvidence> {
+    serde_json::from_slice(b).unwrap_or_default()
+}
+
+fn encode_rejects(r: &[LockEvidence]) -> Vec<u8> {
+    // Serialising plain data into memory cannot fail.
+    serde_json::to_vec(r).unwrap_or_else(|_| b"[]".to_vec())
 }
 
 /// True for the errors that make a redb database unusable until it is reopened.
@@ -233,14 +305,14 @@ fn is_io(e: &redb::Error) -> bool {
 /// Adds a reject at `now` to `times` (an account's recent rejects, oldest first)
 /// and returns the lock it causes, if any. The one rule, on disk and in memory.
 pub(crate) fn count_reject(
-    times: &mut Vec<u64>,
+    times: &mut Vec<LockEvidence>,
     now: u64,
     cfg: &AccountsConfig,
     evidence: &Evidence,
 ) -> Option<LockRecord> {
     let since = now.saturating_sub(cfg.window_secs);
-    times.retain(|&t| t > since);
-    times.push(now);
+    times.retain(|t| t.at > since);
+    times.push(evidence.stored(now));
     // Only the last `lock_after` times can matter.
     let keep = cfg.lock_after as usize;
     if times.len() > keep {
@@ -270,6 +342,7 @@ pub(crate) fn count_reject(
         window_secs: cfg.window_secs,
         last_queue_id: evidence.queue_id.clone(),
         last_score: Some(evidence.score),
+        messages: times[times.len().saturating_sub(MAX_LOCK_MESSAGES)..].to_vec(),
     })
 }
 
@@ -311,9 +384,39 @@ fn open_db(path: &Path, realm: Option<&str>) -> Result<Database, redb::Error> {
     let txn = db.begin_write()?;
     txn.open_table(LOCKS)?;
     txn.open_table(REJECTS)?;
+    migrate_rejects_v1(&txn)?;
     migrate_keys(&txn, realm)?;
     txn.commit()?;
     Ok(db)
+}
+
+/// Moves the reject lists of the old format (table `rejects`, bare times) into
+/// `rejects_v2` as evidence without ids, merged with any already there, and
+/// deletes the old table: once, the first time a newer version opens the store.
+fn migrate_rejects_v1(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let has_old = txn.list_tables()?.any(|t| t.name() == REJECTS_V1.name());
+    if !has_old {
+        return Ok(());
+    }
+    let old = txn.open_table(REJECTS_V1)?;
+    let mut rows = Vec::new();
+    for item in old.iter()? {
+        let (k, v) = item?;
+        rows.push((k.value().to_string(), decode_times_v1(v.value())));
+    }
+    drop(old);
+    let mut rejects = txn.open_table(REJECTS)?;
+    for (user, times) in rows {
+        let mut list: Vec<LockEvidence> = times.into_iter().map(LockEvidence::at).collect();
+        if let Some(v) = rejects.get(user.as_str())? {
+            list.extend(decode_rejects(v.value()));
+        }
+        list.sort_by_key(|e| e.at);
+        rejects.insert(user.as_str(), encode_rejects(&list).as_slice())?;
+    }
+    drop(rejects);
+    txn.delete_table(REJECTS_V1)?;
+    Ok(())
 }
 
 /// Rewrites keys written before names were normalised (or under another realm
@@ -348,7 +451,7 @@ fn migrate_keys(txn: &redb::WriteTransaction, realm: Option<&str>) -> Result<(),
         let (k, v) = item?;
         let key = normalise_user(k.value(), realm);
         if key != k.value() {
-            moved.push((k.value().to_string(), key, decode_times(v.value())));
+            moved.push((k.value().to_string(), key, decode_rejects(v.value())));
         }
     }
     for (old, key, mut times) in moved {
@@ -357,15 +460,18 @@ fn migrate_keys(txn: &redb::WriteTransaction, realm: Option<&str>) -> Result<(),
             continue;
         }
         if let Some(v) = rejects.get(key.as_str())? {
-            times.extend(decode_times(v.value()));
+            times.extend(decode_rejects(v.value()));
         }
-        times.sort_unstable();
-        rejects.insert(key.as_str(), encode_times(&times).as_slice())?;
+        times.sort_by_key(|e| e.at);
+        rejects.insert(key.as_str(), encode_rejects(&times).as_slice())?;
     }
     Ok(())
 }
 
-type Snapshot = (HashMap<String, LockRecord>, HashMap<String, Vec<u64>>);
+type Snapshot = (
+    HashMap<String, LockRecord>,
+    HashMap<String, Vec<LockEvidence>>,
+);
 
 /// Reads every lock and recent-reject list. A lock that cannot be parsed is left
 /// out of memory (its account is still refused by a read of the file).
@@ -381,7 +487,7 @@ fn read_all(db: &Database) -> Result<Snapshot, redb::Error> {
     let mut rejects = HashMap::new();
     for item in txn.open_table(REJECTS)?.iter()? {
         let (k, v) = item?;
-        rejects.insert(k.value().to_string(), decode_times(v.value()));
+        rejects.insert(k.value().to_string(), decode_rejects(v.value()));
     }
     Ok((locks, rejects))
 }
@@ -801,7 +907,7 @@ impl AccountStore {
             let mut rejects = txn.open_table(REJECTS)?;
             let mut times = rejects
                 .get(user)?
-                .map(|v| decode_times(v.value()))
+                .map(|v| decode_rejects(v.value()))
                 .unwrap_or_default();
             match count_reject(&mut times, now, cfg, evidence) {
                 Some(rec) => match serde_json::to_vec(&rec) {
@@ -816,7 +922,7 @@ impl AccountStore {
                     }
                 },
                 None => {
-                    rejects.insert(user, encode_times(&times).as_slice())?;
+                    rejects.insert(user, encode_rejects(&times).as_slice())?;
                     Ok((None, Some(times)))
                 }
             }
@@ -920,6 +1026,7 @@ impl AccountStore {
             window_secs: 0,
             last_queue_id: None,
             last_score: None,
+            messages: Vec::new(),
         };
         self.insert_lock(user, &rec)
     }
@@ -1032,14 +1139,27 @@ fn recent_rows(
     window_secs: u64,
 ) -> Result<Vec<(String, u32)>, redb::Error> {
     let since = now.saturating_sub(window_secs);
-    let table = txn.open_table(REJECTS)?;
     let mut out = Vec::new();
+    // A store not yet migrated (read by `chaff accounts list`, which does not
+    // write) has its rejects in the old table.
+    let (table, v1) = match txn.open_table(REJECTS) {
+        Ok(t) => (t, false),
+        Err(redb::TableError::TableDoesNotExist(_)) => (txn.open_table(REJECTS_V1)?, true),
+        Err(e) => return Err(e.into()),
+    };
     for item in table.iter()? {
         let (k, v) = item?;
-        let n = decode_times(v.value())
-            .into_iter()
-            .filter(|&t| t > since)
-            .count();
+        let n = if v1 {
+            decode_times_v1(v.value())
+                .into_iter()
+                .filter(|&t| t > since)
+                .count()
+        } else {
+            decode_rejects(v.value())
+                .into_iter()
+                .filter(|t| t.at > since)
+                .count()
+        };
         if n > 0 {
             out.push((k.value().to_string(), n as u32));
         }
@@ -1237,6 +1357,7 @@ mod tests {
             queue_id: Some("Q1".into()),
             score: 20.0,
             hits: "代开*2".into(),
+            entry: None,
         };
         assert_eq!(store.record_reject("alice", 1000, &c, &ev).unwrap(), None);
         assert_eq!(store.record_reject("alice", 1050, &c, &ev).unwrap(), None);
@@ -1310,6 +1431,7 @@ mod tests {
                     window_secs: 0,
                     last_queue_id: None,
                     last_score: None,
+                    messages: Vec::new(),
                 })
                 .unwrap()
             };
@@ -1321,15 +1443,16 @@ mod tests {
                     .insert("mallory@example.com", rec(10).as_slice())
                     .unwrap();
                 locks.insert("Bob@Example.COM", rec(30).as_slice()).unwrap();
-                let mut rejects = txn.open_table(REJECTS).unwrap();
+                // In the old reject format, too.
+                let mut rejects = txn.open_table(REJECTS_V1).unwrap();
                 rejects
-                    .insert("Carol", encode_times(&[5, 7]).as_slice())
+                    .insert("Carol", encode_times_v1(&[5, 7]).as_slice())
                     .unwrap();
                 rejects
-                    .insert("carol@example.com", encode_times(&[6]).as_slice())
+                    .insert("carol@example.com", encode_times_v1(&[6]).as_slice())
                     .unwrap();
                 rejects
-                    .insert("MALLORY", encode_times(&[1]).as_slice())
+                    .insert("MALLORY", encode_times_v1(&[1]).as_slice())
                     .unwrap();
             }
             txn.commit().unwrap();
@@ -1357,6 +1480,160 @@ mod tests {
         assert_eq!(users(&store), ["dave", "mallory"]);
         // Without a realm, case still does not matter.
         assert_eq!(normalise_user("Eve@Example.com", None), "eve@example.com");
+    }
+
+    /// The old stored format of a reject list.
+    fn encode_times_v1(t: &[u64]) -> Vec<u8> {
+        t.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    fn ev(q: &str, score: f64, entry: Option<u64>) -> Evidence {
+        Evidence {
+            queue_id: Some(q.into()),
+            score,
+            hits: String::new(),
+            entry: entry.map(EntryId::from_u64),
+        }
+    }
+
+    #[test]
+    fn a_lock_keeps_the_messages_that_caused_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.redb");
+        let store = AccountStore::open(&path).unwrap();
+        let c = cfg(3, 100);
+        let id = EntryId::new(1_700_000_000_000, 7);
+        // Fell out of the window: not evidence.
+        store
+            .record_reject("mallory", 900, &c, &ev("Q0", 9.0, None))
+            .unwrap();
+        store
+            .record_reject("mallory", 1000, &c, &ev("Q1", 11.0, Some(id.as_u64())))
+            .unwrap();
+        store
+            .record_reject("mallory", 1001, &c, &ev("Q2", 12.0, None))
+            .unwrap();
+        let lock = store
+            .record_reject("mallory", 1002, &c, &ev("Q3", 13.5, Some(id.as_u64() + 1)))
+            .unwrap()
+            .expect("locked");
+        let want = vec![
+            LockEvidence {
+                at: 1000,
+                queue_id: Some("Q1".into()),
+                score: Some(11.0),
+                entry: Some(id),
+            },
+            LockEvidence {
+                at: 1001,
+                queue_id: Some("Q2".into()),
+                score: Some(12.0),
+                entry: None,
+            },
+            LockEvidence {
+                at: 1002,
+                queue_id: Some("Q3".into()),
+                score: Some(13.5),
+                entry: Some(id.next()),
+            },
+        ];
+        assert_eq!(lock.messages, want);
+        // Read back by another handle (the command's), from the file.
+        drop(store);
+        let admin = AccountStore::open(&path).unwrap();
+        assert_eq!(admin.lock_of("mallory").unwrap().unwrap().messages, want);
+        let view = StoreView::read(&path, 1002, 100).unwrap();
+        assert_eq!(view.locks[0].1.messages, want);
+        // The JSON names the entry as the console and `quarantine show` do.
+        let json = serde_json::to_string(&lock).unwrap();
+        assert!(json.contains(&format!("\"entry\":\"{id}\"")), "{json}");
+        // A record stored before `messages` existed still reads, with none.
+        let old = r#"{"locked_at":5,"reason":"r","rejects":3,"window_secs":60,"last_queue_id":"Q","last_score":9.5}"#;
+        let rec: LockRecord = serde_json::from_str(old).unwrap();
+        assert!(rec.messages.is_empty());
+        assert_eq!(rec.last_queue_id.as_deref(), Some("Q"));
+    }
+
+    #[test]
+    fn a_store_in_the_old_reject_format_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        // Written as the previous version did: the `rejects` table of bare
+        // little-endian times, and a lock record without `messages`.
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut locks = txn.open_table(LOCKS).unwrap();
+                let old = br#"{"locked_at":5,"reason":"old","rejects":2,"window_secs":60,"last_queue_id":null,"last_score":null}"#;
+                locks.insert("eve", old.as_slice()).unwrap();
+                let mut rejects = txn.open_table(REJECTS_V1).unwrap();
+                rejects
+                    .insert("bob", encode_times_v1(&[1000, 1010]).as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        // Read-only, not yet migrated: the old table is read.
+        let view = StoreView::read(&path, 1010, 100).unwrap();
+        assert_eq!(view.recent, vec![("bob".into(), 2)]);
+        let store = AccountStore::open(&path).unwrap();
+        assert_eq!(store.lock_of("eve").unwrap().unwrap().reason, "old");
+        assert_eq!(
+            store.recent_rejects(1010, 100).unwrap(),
+            vec![("bob".into(), 2)]
+        );
+        // The old table is gone, the rejects are in the new one.
+        {
+            let db = guard(&store.health).db.clone().unwrap();
+            let txn = db.begin_read().unwrap();
+            assert!(txn.list_tables().unwrap().all(|t| t.name() != "rejects"));
+            let v2 = txn.open_table(REJECTS).unwrap();
+            assert_eq!(
+                decode_rejects(v2.get("bob").unwrap().unwrap().value()),
+                vec![LockEvidence::at(1000), LockEvidence::at(1010)]
+            );
+        }
+        // The migrated rejects count, and go into the lock as what is known.
+        let lock = store
+            .record_reject("bob", 1020, &cfg(3, 100), &ev("Q9", 20.0, None))
+            .unwrap()
+            .expect("locked");
+        assert_eq!(
+            lock.messages,
+            vec![
+                LockEvidence::at(1000),
+                LockEvidence::at(1010),
+                ev("Q9", 20.0, None).stored(1020)
+            ]
+        );
+        // Opening again finds nothing left to migrate.
+        drop(store);
+        let again = AccountStore::open(&path).unwrap();
+        assert_eq!(again.lock_of("bob").unwrap().unwrap().messages.len(), 3);
+    }
+
+    #[test]
+    fn a_lock_keeps_at_most_max_lock_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccountStore::open(&dir.path().join("a.redb")).unwrap();
+        let n = MAX_LOCK_MESSAGES as u32 + 20;
+        let c = cfg(n, 10_000);
+        let mut lock = None;
+        for t in 0..u64::from(n) {
+            lock = store
+                .record_reject("d", 1000 + t, &c, &ev(&format!("Q{t}"), 10.0, None))
+                .unwrap();
+        }
+        let lock = lock.expect("locked");
+        assert_eq!(lock.rejects, n);
+        assert_eq!(lock.messages.len(), MAX_LOCK_MESSAGES);
+        // The newest are kept.
+        assert_eq!(
+            lock.messages.last().unwrap().queue_id.as_deref(),
+            Some(format!("Q{}", n - 1).as_str())
+        );
+        assert_eq!(lock.messages[0].at, 1000 + 20);
     }
 
     #[test]

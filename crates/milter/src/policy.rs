@@ -131,6 +131,11 @@ pub struct Decision {
     pub release_refused: Option<Refusal>,
     /// What the stored policies and `[policy]` did to the verdict (empty: nothing).
     pub policy: Vec<Mark>,
+    /// A rejected message of an authenticated sender not yet counted against its
+    /// account because it is kept first (`[quarantine] keep_rejected`): the
+    /// service counts it once the keep has given it its entry id, so the lock
+    /// record can name it (see [`decide_under`]).
+    pub uncounted: Option<Evidence>,
 }
 
 impl Decision {
@@ -148,6 +153,7 @@ impl Decision {
             kept: None,
             keep_time: None,
             released: None,
+            uncounted: None,
             release_refused: None,
             policy: Vec::new(),
         }
@@ -328,11 +334,16 @@ pub fn decide(
         &PolicySet::default(),
         job,
         now,
+        false,
     )
 }
 
 /// [`decide`] with the stored policies `rules` applied to the verdict (see
-/// [`crate::site_policy`]) before the action is taken.
+/// [`crate::site_policy`]) before the action is taken. With `count_after_keep`
+/// and `[quarantine] keep_rejected`, a reject of an authenticated sender is not
+/// counted here but left in [`Decision::uncounted`], for the caller to count
+/// once the message is kept (and has an entry id).
+#[allow(clippy::too_many_arguments)]
 pub fn decide_under(
     engine: &Engine,
     settings: &Settings,
@@ -341,13 +352,15 @@ pub fn decide_under(
     rules: &PolicySet,
     job: &ScanJob,
     now: u64,
+    count_after_keep: bool,
 ) -> Decision {
     let release_refused = match release_check(release, job, now) {
         Some(Ok(mark)) => return Decision::released(mark),
         Some(Err(why)) => Some(why),
         None => None,
     };
-    let mut d = decide_scanned(engine, settings, store, rules, job, now);
+    let defer = count_after_keep && settings.quarantine.keep_rejected;
+    let mut d = decide_scanned(engine, settings, store, rules, job, now, defer);
     d.release_refused = release_refused;
     d
 }
@@ -360,6 +373,7 @@ fn decide_scanned(
     rules: &PolicySet,
     job: &ScanJob,
     now: u64,
+    defer: bool,
 ) -> Decision {
     let user = job.envelope.auth_user.as_deref().filter(|u| !u.is_empty());
     let mut store_error = None;
@@ -417,14 +431,19 @@ fn decide_scanned(
                     queue_id: job.envelope.queue_id.clone(),
                     score: verdict.score,
                     hits: top_hits(&verdict, 3),
+                    entry: None,
                 };
-                match store.record_reject(user, now, &settings.accounts, &ev) {
-                    Ok(Some(lock)) => {
-                        d.lock = Some(lock);
-                        d.newly_locked = true;
+                if defer {
+                    d.uncounted = Some(ev);
+                } else {
+                    match store.record_reject(user, now, &settings.accounts, &ev) {
+                        Ok(Some(lock)) => {
+                            d.lock = Some(lock);
+                            d.newly_locked = true;
+                        }
+                        Ok(None) => {}
+                        Err(e) => d.error = Some(e.to_string()),
                     }
-                    Ok(None) => {}
-                    Err(e) => d.error = Some(e.to_string()),
                 }
             }
         }

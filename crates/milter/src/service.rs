@@ -408,6 +408,7 @@ impl Service {
                 .as_ref()
                 .map(|v| policy::top_hits(v, 3))
                 .unwrap_or_default(),
+            entry: d.kept.map(|(id, _)| id),
         };
         match redis
             .record_reject(user, accounts::now_secs(), &settings.accounts, &ev)
@@ -419,6 +420,41 @@ impl Service {
             }
             Ok(None) => {}
             Err(e) => d.error = Some(e.to_string()),
+        }
+    }
+
+    /// Counts a kept rejected message against its account in the embedded lock
+    /// store ([`Decision::uncounted`], left by [`policy::decide_under`]) now that
+    /// it has its entry id; on a blocking thread (a redb commit).
+    async fn count_kept_reject(
+        self: &Arc<Self>,
+        settings: &Settings,
+        user: Option<String>,
+        d: &mut Decision,
+    ) {
+        let Some(mut ev) = d.uncounted.take() else {
+            return;
+        };
+        let (Some(user), Outcome::Reject, true) = (user, d.outcome, self.store.is_some()) else {
+            return;
+        };
+        ev.entry = d.kept.map(|(id, _)| id);
+        let svc = Arc::clone(self);
+        let cfg = settings.accounts.clone();
+        let counted = tokio::task::spawn_blocking(move || {
+            svc.store
+                .as_ref()
+                .map(|s| s.record_reject(&user, accounts::now_secs(), &cfg, &ev))
+        })
+        .await;
+        match counted {
+            Ok(Some(Ok(Some(lock)))) => {
+                d.lock = Some(lock);
+                d.newly_locked = true;
+            }
+            Ok(Some(Ok(None))) | Ok(None) => {}
+            Ok(Some(Err(e))) => d.error = Some(e.to_string()),
+            Err(e) => d.error = Some(format!("account store: {e}")),
         }
     }
 
@@ -609,6 +645,7 @@ impl Service {
                 &rules,
                 &job,
                 now_ms / 1000,
+                true,
             );
             let keep = d.keep_as(&g.settings, can_quarantine);
             let mut d = d;
@@ -656,6 +693,7 @@ impl Service {
             .clone()
             .filter(|u| !u.is_empty() && self.shared.is_some());
         let queue_id = job.envelope.queue_id.clone();
+        let auth_user = job.envelope.auth_user.clone();
         // A job never run, its thread gone, returns its bytes to the budget as the
         // queue drops it.
         let started = Instant::now();
@@ -680,13 +718,19 @@ impl Service {
             Ok(Ok(Ok((mut d, None)))) => {
                 self.count_reject(settings, user.as_deref(), &mut d, queue_id)
                     .await;
+                self.count_kept_reject(settings, auth_user, &mut d).await;
                 return d;
             }
-            Ok(Ok(Ok((mut d, Some(entry))))) => {
+            Ok(Ok(Ok((d, Some(entry))))) => {
+                // Kept first, then counted: the reject's evidence carries the
+                // entry id, so the lock record can link to the message (a keep
+                // that fails answers 451, and nothing is counted).
+                let left = settings.scan_timeout().saturating_sub(started.elapsed());
+                let mut d = self.keep(d, entry, left).await;
                 self.count_reject(settings, user.as_deref(), &mut d, queue_id)
                     .await;
-                let left = settings.scan_timeout().saturating_sub(started.elapsed());
-                return self.keep(d, entry, left).await;
+                self.count_kept_reject(settings, auth_user, &mut d).await;
+                return d;
             }
             Ok(Ok(Err(msg))) => format!("scan panicked: {msg}"),
             Ok(Err(_)) => "scan thread went away".into(),

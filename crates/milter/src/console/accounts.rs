@@ -6,13 +6,15 @@
 //! | `GET /accounts` | `read` | the list (the API's `GET /api/accounts`) |
 //! | `POST /accounts` | `admin` | `act=unlock` with `user`, or `act=lock` with `user` and `reason` (the API's handlers, so the same checks, log lines and action log entries) |
 //!
-//! The messages that caused a lock are read from the scan history (the state
-//! store's, `[state] history` records): the account's rejected (and, once
-//! locked, refused) messages of the lock's window, newest first, each with its
-//! queue id, score and hits, and a link to its entry in the spam report list
-//! when it was kept (`[quarantine] keep_rejected`). The lock record itself keeps
-//! the queue id of the message that tipped it, which the history may have
-//! dropped since. At most [`MAX_HISTORY_READ`] records are read per page.
+//! The messages that caused a lock are listed from the lock record itself
+//! ([`crate::accounts::LockRecord::messages`]): each rejected message's time,
+//! queue id and score, with a link to its entry in the spam report list when it
+//! was kept (`[quarantine] keep_rejected`), however old the lock. A lock
+//! recorded before lock records kept them (or made by hand, or by a rate limit)
+//! falls back to the scan history (the state store's, `[state] history`
+//! records): the account's rejected (and, once locked, refused) messages of the
+//! lock's window, newest first, which the history may have dropped since. At
+//! most [`MAX_HISTORY_READ`] records are read per page.
 
 use super::explain::{action_name, score};
 use super::layout::{Nav, csrf_field, error_page, notice, page};
@@ -103,6 +105,7 @@ pub async fn page_of(
     let now = crate::accounts::now_secs();
     let windows = list
         .iter()
+        .filter(|a| a.lock.messages.is_empty())
         .map(|a| {
             let from = a.lock.locked_at.saturating_sub(a.lock.window_secs);
             (a.user.clone(), from, now)
@@ -137,6 +140,24 @@ pub async fn page_of(
                 } } }
             } }
             @for a in &list {
+                @if !a.lock.messages.is_empty() {
+                    h2 { (l.t("accounts.messages")) " · " (a.user) }
+                    div.table { table {
+                        thead { tr {
+                            th { (l.t("reports.time")) } th { (l.t("reports.queue_id")) }
+                            th.num { (l.t("reports.score")) } th { (l.t("history.open")) }
+                        } }
+                        tbody { @for m in a.lock.messages.iter().rev().take(MAX_SHOWN) { tr {
+                            td { (format_time(m.at)) }
+                            td { code { (m.queue_id.as_deref().unwrap_or("–")) } }
+                            td.num { (score(m.score)) }
+                            td { @match m.entry {
+                                Some(id) => a href={ "/reports/" (id.to_string()) } { (l.t("history.explain")) },
+                                None => span.muted { (l.t("history.not_kept")) },
+                            } }
+                        } } }
+                    } }
+                }
                 @if let Some(msgs) = behind.get(&a.user) {
                     h2 { (l.t("accounts.messages")) " · " (a.user) }
                     div.table { table {

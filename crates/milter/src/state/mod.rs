@@ -87,6 +87,7 @@ impl Locks<'_> {
                     window_secs: 0,
                     last_queue_id: None,
                     last_score: None,
+                    messages: Vec::new(),
                 };
                 let (me, u) = (Arc::clone(r), user.to_string());
                 let at = crate::quarantine::now_ms();

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `chaff:{a:USER}:lock` | JSON lock record | one per locked account |
 //! | `chaff:{a:USER}:changed` | ms of the last lock or unlock | TTL 30 days |
-//! | `chaff:{a:USER}:rej` | recent reject times (list) | `lock_after` entries, TTL the window |
+//! | `chaff:{a:USER}:rej` | recent rejects (list of JSON [`LockEvidence`]: time, queue id, score, quarantine entry id; a bare number is a time stored by an older version) | `lock_after` entries, TTL the window |
 //! | `chaff:{a:USER}:over` | recent rate refusals (list) | `lock_after` entries, TTL `lock_window` |
 //! | `chaff:{K:SUBJECT}:r:W:M:I` | rate counter of window `W` ms, measure `M`, window number `I` | TTL 2 W |
 //! | `chaff:locks` | set of locked accounts (for the list) | one member per locked account |
@@ -31,7 +31,7 @@
 
 use super::journal::{Change, Journal};
 use super::ratelimit::{Counter, Exceeded, Measure, MemLimiter, RateLimitConfig, Subject};
-use crate::accounts::{self, Evidence, LockRecord};
+use crate::accounts::{self, Evidence, LockEvidence, LockRecord};
 use crate::config::{AccountsConfig, StateFail};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -130,16 +130,27 @@ return {0}
 ";
 
 /// Counts a reject of an account that is not locked: KEYS[1] the account's base;
-/// ARGV: now (s), window (s), lock_after. Returns the recent reject times
-/// (oldest first), or `{-1}` when the account is locked already.
+/// ARGV: this reject's evidence (JSON [`LockEvidence`]), window (s), lock_after.
+/// Returns the recent rejects (oldest first, this one last), or `{'-1'}` when
+/// the account is locked already.
 const REJECT: &str = r"
-if redis.call('EXISTS', KEYS[1] .. ':lock') == 1 then return {-1} end
+if redis.call('EXISTS', KEYS[1] .. ':lock') == 1 then return {'-1'} end
 local k = KEYS[1] .. ':rej'
 redis.call('RPUSH', k, ARGV[1])
 redis.call('LTRIM', k, -tonumber(ARGV[3]), -1)
 redis.call('EXPIRE', k, ARGV[2])
 return redis.call('LRANGE', k, 0, -1)
 ";
+
+/// One entry of an account's reject list: JSON evidence, or a bare time as an
+/// older version stored it (kept readable while such lists live, at most the
+/// window).
+fn parse_reject(text: &str) -> Option<LockEvidence> {
+    match text.trim().parse::<u64>() {
+        Ok(at) => Some(LockEvidence::at(at)),
+        Err(_) => serde_json::from_str(text).ok(),
+    }
+}
 
 /// Locks (ARGV[1] the record) or unlocks (ARGV[1] empty) an account at ARGV[2]
 /// ms, unless a later change is recorded (then -1); ARGV[3] = 1 keeps an
@@ -306,7 +317,7 @@ pub struct RedisStats {
 #[derive(Default)]
 struct Memory {
     locks: HashMap<String, LockRecord>,
-    rejects: HashMap<String, Vec<u64>>,
+    rejects: HashMap<String, Vec<LockEvidence>>,
 }
 
 /// The Redis backend.
@@ -656,6 +667,7 @@ impl RedisState {
             window_secs: cfg.lock_window.as_secs(),
             last_queue_id: None,
             last_score: None,
+            messages: Vec::new(),
         }
     }
 
@@ -903,23 +915,26 @@ impl RedisState {
         }
         let user = self.key(user);
         if self.is_up() {
+            let stored = serde_json::to_string(&evidence.stored(now))
+                .map_err(|e| self.redis_err(e.to_string()))?;
             let inv = {
                 let mut inv = self.reject.prepare_invoke();
                 inv.key(lock_base(&user))
-                    .arg(now)
+                    .arg(stored)
                     .arg(cfg.window_secs)
                     .arg(cfg.lock_after);
                 inv
             };
             match self
-                .call(|mut c| async move { inv.invoke_async::<Vec<i64>>(&mut c).await })
+                .call(|mut c| async move { inv.invoke_async::<Vec<String>>(&mut c).await })
                 .await
             {
-                Ok(times) if times.first() == Some(&-1) => return Ok(None),
-                Ok(times) => {
-                    let mut times: Vec<u64> = times.into_iter().map(|t| t.max(0) as u64).collect();
+                Ok(list) if list.first().map(String::as_str) == Some("-1") => return Ok(None),
+                Ok(list) => {
+                    let mut times: Vec<LockEvidence> =
+                        list.iter().filter_map(|t| parse_reject(t)).collect();
                     // Counted already: apply the rule without adding this one again.
-                    let last = times.pop().unwrap_or(now);
+                    let last = times.pop().map_or(now, |e| e.at);
                     let Some(rec) = accounts::count_reject(&mut times, last, cfg, evidence) else {
                         return Ok(None);
                     };
