@@ -55,7 +55,7 @@ const LOCK_INDEX: &str = "chaff:locks";
 /// Accounts refused by a rate limit recently (sorted set, score the time in ms),
 /// for `chaff accounts list`: the newest [`MAX_LIMITED`], kept a day.
 const LIMITED: &str = "chaff:limited";
-/// Most accounts [`LIMITED`] keeps.
+/// Most accounts the `chaff:limited` sorted set keeps.
 pub const MAX_LIMITED: usize = 1000;
 /// Most accounts whose rejects are counted in memory while Redis is away.
 const MAX_MEMORY_USERS: usize = 100_000;
