@@ -370,7 +370,7 @@ impl Service {
                 }
                 let lock = match &ex.subject {
                     Subject::Account(u) if self.limiter.count_over(rl, u, now_ms) => {
-                        let rec = RedisState::rate_lock(rl, now_ms);
+                        let rec = rl.lock_record(now_ms);
                         match store.lock(u, rec.locked_at, &rec.reason) {
                             Ok(_) => store.lock_of(u).ok().flatten(),
                             Err(e) => {

@@ -14,6 +14,7 @@
 //! (a user sending one newsletter), which is what operators write `500/hour` for.
 //! An exact log of send times would need `limit` entries per subject.
 
+use crate::accounts::LockRecord;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -170,6 +171,24 @@ fn check_windows(field: &'static str, ws: &[Window]) -> Result<(), (&'static str
 }
 
 impl RateLimitConfig {
+    /// The lock record an account over its limits `lock_after` times gets, on
+    /// either backend.
+    pub fn lock_record(&self, now_ms: u64) -> LockRecord {
+        LockRecord {
+            locked_at: now_ms / 1000,
+            reason: format!(
+                "rate: over its sending-rate limit {} times within {} s",
+                self.lock_after,
+                self.lock_window.as_secs()
+            ),
+            rejects: self.lock_after,
+            window_secs: self.lock_window.as_secs(),
+            last_queue_id: None,
+            last_score: None,
+            messages: Vec::new(),
+        }
+    }
+
     /// Checks the values; on error returns the offending field and why.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         check_windows("ratelimit.account", &self.account)?;

@@ -654,23 +654,6 @@ impl RedisState {
         self.admit_memory(user.as_deref(), subjects, rcpts, cfg, now_ms)
     }
 
-    /// The lock record a rate lock writes.
-    pub fn rate_lock(cfg: &RateLimitConfig, now_ms: u64) -> LockRecord {
-        LockRecord {
-            locked_at: now_ms / 1000,
-            reason: format!(
-                "rate: over its sending-rate limit {} times within {} s",
-                cfg.lock_after,
-                cfg.lock_window.as_secs()
-            ),
-            rejects: cfg.lock_after,
-            window_secs: cfg.lock_window.as_secs(),
-            last_queue_id: None,
-            last_score: None,
-            messages: Vec::new(),
-        }
-    }
-
     async fn admit_redis(
         &self,
         user: Option<&str>,
@@ -696,7 +679,7 @@ impl RedisState {
                 groups.push((subject_base(s), false, s.windows(cfg), s.clone()));
             }
         }
-        let lock_json = serde_json::to_string(&Self::rate_lock(cfg, now_ms))
+        let lock_json = serde_json::to_string(&cfg.lock_record(now_ms))
             .map_err(|e| self.redis_err(e.to_string()))?;
         let invocation = |gs: &[Group<'_>]| {
             let mut inv = self.admit.prepare_invoke();
@@ -875,7 +858,7 @@ impl RedisState {
         if !self.limiter.count_over(cfg, user, now_ms) {
             return None;
         }
-        let rec = Self::rate_lock(cfg, now_ms);
+        let rec = cfg.lock_record(now_ms);
         guard(&self.memory)
             .locks
             .insert(user.to_string(), rec.clone());
